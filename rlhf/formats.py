@@ -1,0 +1,185 @@
+"""The JSONL interchange formats (DESIGN.md) and their validation.
+
+Every check names the file, the line and the field. A file is read whole and validated
+before anything is written, so one bad line rejects the file and nothing is stored.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any, Iterator
+
+from rlhf.errors import InputError
+
+ROLES = ("system", "user", "assistant")
+MAX_TEXT_CHARS = int(os.environ.get("RLHF_MAX_TEXT_CHARS", "20000"))
+"""Longest text accepted in any message or response (characters); `RLHF_MAX_TEXT_CHARS` overrides."""
+
+
+def content_hash(obj: Any) -> str:
+    """sha256 of the canonical JSON of `obj`: equal content, equal hash."""
+    blob = json.dumps(obj, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+
+
+def read_jsonl(path: str | Path) -> Iterator[tuple[int, dict]]:
+    """Yield (line number, object) for each non-blank line; bad UTF-8 or JSON is an InputError."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(str(path), None, None, "no such file")
+    name = str(path)
+    with path.open("rb") as fh:
+        for lineno, raw in enumerate(fh, start=1):
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise InputError(name, lineno, None, f"invalid UTF-8 at byte {e.start}") from None
+            if not text.strip():
+                continue
+            try:
+                obj = json.loads(text)
+            except json.JSONDecodeError as e:
+                raise InputError(name, lineno, None, f"malformed JSON: {e.msg} (column {e.colno})") from None
+            if not isinstance(obj, dict):
+                raise InputError(name, lineno, None, f"expected a JSON object, got {type(obj).__name__}")
+            yield lineno, obj
+
+
+class _Checker:
+    """Field checks for one line; every failure names file:line:field."""
+
+    def __init__(self, file: str, line: int, obj: dict):
+        self.file, self.line, self.obj = file, line, obj
+
+    def fail(self, field: str, message: str):
+        raise InputError(self.file, self.line, field, message)
+
+    def require(self, field: str, kind: type | tuple[type, ...]) -> Any:
+        if field not in self.obj:
+            self.fail(field, "missing required field")
+        value = self.obj[field]
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            names = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
+            self.fail(field, f"expected {names}, got {type(value).__name__}")
+        return value
+
+    def optional(self, field: str, kind: type | tuple[type, ...], default: Any) -> Any:
+        if field not in self.obj or self.obj[field] is None:
+            return default
+        return self.require(field, kind)
+
+    def text(self, field: str, value: Any) -> str:
+        if not isinstance(value, str):
+            self.fail(field, f"expected a string, got {type(value).__name__}")
+        if not value.strip():
+            self.fail(field, "empty or whitespace-only text")
+        if len(value) > MAX_TEXT_CHARS:
+            self.fail(field, f"text is {len(value)} characters, over the limit of {MAX_TEXT_CHARS} (RLHF_MAX_TEXT_CHARS)")
+        if "\x00" in value:
+            self.fail(field, "text contains a NUL character")
+        return value
+
+    def messages(self, field: str = "messages") -> list[dict]:
+        msgs = self.require(field, list)
+        if not msgs:
+            self.fail(field, "empty list of messages")
+        out = []
+        for i, m in enumerate(msgs):
+            where = f"{field}[{i}]"
+            if not isinstance(m, dict):
+                self.fail(where, f"expected an object with role and content, got {type(m).__name__}")
+            role = m.get("role")
+            if role not in ROLES:
+                self.fail(f"{where}.role", f"expected one of {', '.join(ROLES)}, got {role!r}")
+            out.append({"role": role, "content": self.text(f"{where}.content", m.get("content"))})
+        return out
+
+    def tags(self) -> list[str]:
+        tags = self.optional("tags", list, [])
+        for i, t in enumerate(tags):
+            if not isinstance(t, str) or not t.strip():
+                self.fail(f"tags[{i}]", "expected a non-empty string")
+        return [t.strip() for t in tags]
+
+
+def check_prompt(file: str, line: int, obj: dict) -> dict:
+    c = _Checker(file, line, obj)
+    pid = c.text("id", c.require("id", str))
+    msgs = c.messages()
+    if msgs[-1]["role"] != "user":
+        c.fail(f"messages[{len(msgs) - 1}].role", "the last message of a prompt must be the user's")
+    return {"id": pid.strip(), "messages": msgs, "tags": c.tags()}
+
+
+def check_demonstration(file: str, line: int, obj: dict) -> dict:
+    c = _Checker(file, line, obj)
+    pid = c.text("prompt_id", c.require("prompt_id", str))
+    msgs = c.messages()
+    if msgs[-1]["role"] != "assistant":
+        c.fail(f"messages[{len(msgs) - 1}].role", "the last message of a demonstration must be the assistant's answer")
+    if len(msgs) < 2:
+        c.fail("messages", "a demonstration needs the prompt's messages and the assistant's answer")
+    annotator = c.optional("annotator", str, None)
+    return {"prompt_id": pid.strip(), "messages": msgs, "annotator": annotator}
+
+
+def check_order(c: _Checker, order: Any, k: int, field: str = "order") -> list[list[int]]:
+    """A best-first order over k responses: inner lists are ties, each index exactly once."""
+    if not isinstance(order, list) or not order:
+        c.fail(field, "expected a non-empty list of lists of response indices, best first")
+    seen: set[int] = set()
+    out = []
+    for i, group in enumerate(order):
+        group = [group] if isinstance(group, int) and not isinstance(group, bool) else group
+        if not isinstance(group, list) or not group:
+            c.fail(f"{field}[{i}]", "expected a non-empty list of response indices (a tie) or one index")
+        for idx in group:
+            if not isinstance(idx, int) or isinstance(idx, bool):
+                c.fail(f"{field}[{i}]", f"expected integer indices, got {idx!r}")
+            if not 0 <= idx < k:
+                c.fail(f"{field}[{i}]", f"response index {idx} is out of range 0..{k - 1}")
+            if idx in seen:
+                c.fail(f"{field}[{i}]", f"response index {idx} appears more than once")
+            seen.add(idx)
+        out.append(list(group))
+    missing = sorted(set(range(k)) - seen)
+    if missing:
+        c.fail(field, f"response indices {missing} are missing: every response must be ranked exactly once")
+    return out
+
+
+def check_ranking(file: str, line: int, obj: dict) -> dict:
+    c = _Checker(file, line, obj)
+    pid = c.text("prompt_id", c.require("prompt_id", str))
+    responses = c.require("responses", list)
+    if len(responses) < 2:
+        c.fail("responses", f"a ranking needs at least 2 responses, got {len(responses)}")
+    texts = [c.text(f"responses[{i}]", r) for i, r in enumerate(responses)]
+    if len(set(texts)) != len(texts):
+        c.fail("responses", "two responses have the same text")
+    order = check_order(c, c.require("order", list), len(texts))
+    return {
+        "prompt_id": pid.strip(),
+        "responses": texts,
+        "order": order,
+        "all_bad": c.optional("all_bad", bool, False),
+        "annotator": c.optional("annotator", str, None),
+        "reason": c.optional("reason", str, None),
+    }
+
+
+CHECKERS = {"prompts": check_prompt, "demonstrations": check_demonstration, "rankings": check_ranking}
+
+
+def load_file(kind: str, path: str | Path) -> list[tuple[int, dict]]:
+    """Validate a whole JSONL file of `kind`; returns (line, normalized record) pairs or raises on the first bad line."""
+    if kind not in CHECKERS:
+        raise InputError(str(path), None, None, f"unknown kind {kind!r}: expected one of {', '.join(CHECKERS)}")
+    check = CHECKERS[kind]
+    rows = [(line, check(str(path), line, obj)) for line, obj in read_jsonl(path)]
+    if not rows:
+        raise InputError(str(path), None, None, "the file has no records")
+    return rows

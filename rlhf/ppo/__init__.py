@@ -1,0 +1,1 @@
+"""Our actor-critic PPO: pure math in `core`, rollouts in `rollout`, the loop in `trainer`."""
