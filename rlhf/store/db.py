@@ -45,7 +45,7 @@ def upgrade(engine: Engine) -> None:
     cfg.set_main_option("sqlalchemy.url", engine.url.render_as_string(hide_password=False))
     with engine.begin() as conn:
         cfg.attributes["connection"] = conn
-        command.upgrade(cfg, "head")
+        command.upgrade(cfg, "heads")  # independent branches (app, review) all apply
 
 
 @functools.cache
