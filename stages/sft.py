@@ -58,6 +58,7 @@ def main(argv: list[str] | None = None) -> dict:
     # step 6. save and register (model folder renamed into place, then one transaction for the row)
     samples = [{"prompt": p[-1]["content"], "before": b, "after": a} for p, b, a in zip(sample_prompts, samples_before, samples_after)]
     training.write_json(run_dir / "samples.json", samples)
+    training.plot_history(trainer.state.log_history, run_dir / "loss.png", ("loss",), f"SFT {cfg.model} ({cfg.mode})")
     metrics = {"eval_loss_before": before, "eval_loss_after": after, "train_loss": train_out.training_loss,
                "train_seconds": train_out.metrics.get("train_runtime"), "train_rows": len(train_ds), "eval_rows": len(eval_ds)}
     with session_scope() as s:
@@ -73,7 +74,7 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"\nSFT {ref}: held-out eval loss {before:.4f} -> {after:.4f}")
     for smp in samples:
         print(f"- {smp['prompt'][:70]}\n    before: {smp['before'][:160]!r}\n    after:  {smp['after'][:160]!r}")
-    print(f"run folder: {run_dir}\nmodel: {out}")
+    print(f"run folder (samples.json, loss.png): {run_dir}\nmodel: {out}")
     result = {"model": ref, "dataset": dataset_ref, **metrics, "seconds": round(time.time() - t0, 1)}
     print("RESULT " + json.dumps({"sft": result}), flush=True)
     return result

@@ -1,0 +1,164 @@
+"""Registry: immutable versions, same content -> same version, tamper detection, atomic writes."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from sqlalchemy import select
+
+from conftest import run_cli, write_jsonl
+from rlhf import registry
+from rlhf.errors import IntegrityError, NotFoundError, RlhfError
+from rlhf.store import session_scope
+from rlhf.store.ingest import import_demonstrations, import_prompts
+from rlhf.store.models import DatasetVersion
+
+
+def add_prompts(tmp_path, n, start=0, heldout_every=4):
+    rows = [{"id": f"p{i}", "messages": [{"role": "user", "content": f"question {i}"}],
+             "tags": ["t"] + (["heldout"] if i % heldout_every == 0 else [])} for i in range(start, start + n)]
+    path = write_jsonl(tmp_path / f"p{start}.jsonl", rows)
+    with session_scope() as s:
+        import_prompts(s, path)
+    return rows
+
+
+def test_snapshot_versions_and_same_content(workspace, tmp_path):
+    add_prompts(tmp_path, 4)
+    with session_scope() as s:
+        v1, created = registry.snapshot(s, "prompts")
+        assert created and v1.ref == "prompts@v1" and v1.row_count == 4
+    with session_scope() as s:
+        again, created = registry.snapshot(s, "prompts")
+        assert not created and again.ref == "prompts@v1"
+    add_prompts(tmp_path, 2, start=10)
+    with session_scope() as s:
+        v2, created = registry.snapshot(s, "prompts")
+        assert created and v2.ref == "prompts@v2" and v2.row_count == 6
+    with session_scope() as s:  # v1 is unchanged: immutable
+        ds1 = registry.load(s, "prompts@v1")
+        latest = registry.load(s, "prompts@latest")
+        assert len(ds1) == 4 and len(latest) == 6
+        assert sorted(ds1["split"]) == ["heldout", "train", "train", "train"]
+        assert ds1.to_list()[0]["prompt_id"] == "p0"
+
+
+def test_lineage_recorded(workspace, tmp_path):
+    add_prompts(tmp_path, 3)
+    with session_scope() as s:
+        dv, _ = registry.snapshot(s, "prompts")
+        info = registry.describe(dv)
+    assert info["lineage"]["row_ids"] == [1, 2, 3]
+    assert info["lineage"]["filter"] and info["lineage"]["code_version"] and info["content_hash"]
+
+
+def test_tampered_snapshot_is_detected(workspace, tmp_path):
+    add_prompts(tmp_path, 4)
+    with session_scope() as s:
+        dv, _ = registry.snapshot(s, "prompts")
+        path = dv.path
+    import datasets
+
+    ds = datasets.load_from_disk(path)
+    changed = ds.map(lambda r: {"split": "train"})
+    tmp = path + "-new"
+    changed.save_to_disk(tmp)
+    for f in os.listdir(tmp):
+        if f.endswith(".arrow"):
+            os.replace(os.path.join(tmp, f), os.path.join(path, f))
+    with session_scope() as s:
+        with pytest.raises(IntegrityError, match="prompts@v1: content hash mismatch"):
+            registry.load(s, "prompts@v1")
+
+
+def test_missing_snapshot_folder(workspace, tmp_path):
+    import shutil
+
+    add_prompts(tmp_path, 2)
+    with session_scope() as s:
+        dv, _ = registry.snapshot(s, "prompts")
+    shutil.rmtree(dv.path)
+    with session_scope() as s:
+        with pytest.raises(IntegrityError, match="cannot be read"):
+            registry.load(s, "prompts@v1")
+
+
+def test_unknown_versions(workspace, tmp_path):
+    add_prompts(tmp_path, 2)
+    with session_scope() as s:
+        registry.snapshot(s, "prompts")
+        with pytest.raises(NotFoundError, match=r"unknown dataset version prompts@v7; known: prompts@v1"):
+            registry.load(s, "prompts@v7")
+        with pytest.raises(NotFoundError, match="no versions of 'sft' yet"):
+            registry.load(s, "sft@latest")
+        with pytest.raises(NotFoundError, match="not a version reference"):
+            registry.get_version(s, "prompts@7")
+        with pytest.raises(NotFoundError, match="unknown dataset 'nope'"):
+            registry.snapshot(s, "nope")
+
+
+def test_empty_snapshot_is_an_error(workspace):
+    with session_scope() as s:
+        with pytest.raises(RlhfError, match="nothing to snapshot for 'sft'"):
+            registry.snapshot(s, "sft")
+
+
+def test_crash_during_write_leaves_no_version(workspace, tmp_path, monkeypatch):
+    add_prompts(tmp_path, 3)
+
+    def boom(*a, **k):
+        raise OSError("disk full")
+
+    with monkeypatch.context() as m:
+        m.setattr(os, "rename", boom)
+        with pytest.raises(OSError, match="disk full"):
+            with session_scope() as s:
+                registry.snapshot(s, "prompts")
+    root = workspace / "registry" / "prompts"
+    assert [p.name for p in root.iterdir()] == []  # temp folder removed, no v1
+    with session_scope() as s:
+        assert s.scalars(select(DatasetVersion)).all() == []
+        dv, created = registry.snapshot(s, "prompts")
+        assert created and dv.ref == "prompts@v1"
+
+
+def test_failed_commit_removes_the_renamed_folder(workspace, tmp_path):
+    add_prompts(tmp_path, 3)
+    with pytest.raises(RuntimeError):
+        with session_scope() as s:
+            dv, _ = registry.snapshot(s, "prompts")
+            assert os.path.isdir(dv.path)
+            raise RuntimeError("crash before commit")
+    assert not (workspace / "registry" / "prompts" / "v1").exists()
+
+
+def test_sft_snapshot_takes_approved_only(workspace, tmp_path):
+    add_prompts(tmp_path, 4)
+    demos = [{"prompt_id": f"p{i}", "messages": [{"role": "user", "content": f"question {i}"},
+                                                  {"role": "assistant", "content": f"answer {i}"}]} for i in range(4)]
+    with session_scope() as s:
+        import_demonstrations(s, write_jsonl(tmp_path / "a.jsonl", demos[:2]), approved_by="lead")
+        import_demonstrations(s, write_jsonl(tmp_path / "b.jsonl", demos[2:]))
+    with session_scope() as s:
+        dv, _ = registry.snapshot(s, "sft")
+        rows = registry.load(s, dv.ref).to_list()
+        assert [r["prompt_id"] for r in rows] == ["p0", "p1"]
+        assert rows[0]["prompt"] == [{"role": "user", "content": "question 0"}]
+        assert rows[0]["completion"] == [{"role": "assistant", "content": "answer 0"}]
+        assert rows[0]["split"] == "heldout" and rows[1]["split"] == "train"
+        everything, _ = registry.snapshot(s, "sft", registry.SnapshotOptions(include_pending=True))
+        assert everything.row_count == 4
+
+
+def test_cli_snapshot_list_show(workspace, tmp_path):
+    add_prompts(tmp_path, 3)
+    out = run_cli("registry", "snapshot", "prompts")
+    assert out.returncode == 0 and out.stdout.strip() == "prompts@v1"
+    assert run_cli("registry", "snapshot", "prompts").stdout.strip() == "prompts@v1"
+    listing = run_cli("registry", "list").stdout
+    assert "prompts@v1" in listing and "3 rows" in listing
+    show = run_cli("registry", "show", "prompts@latest")
+    assert show.returncode == 0 and '"verified": true' in show.stdout and '"rows": 3' in show.stdout
+    bad = run_cli("registry", "show", "prompts@v3")
+    assert bad.returncode == 2 and bad.stderr.startswith("error: unknown dataset version prompts@v3")
