@@ -226,3 +226,28 @@ def test_cli_agreement_prints_the_table(store, tmp_path):
     assert "Krippendorff's alpha (ordinal) = " in out.stdout and "Kendall tau-b" in out.stdout
     assert "q1" in out.stdout and "CONTESTED" in out.stdout and "Adjudication queue (alpha < 0.5" in out.stdout
     assert (tmp_path / "agreement.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_adjudication_page_handlers(store, tmp_path, monkeypatch):
+    from labeling_app import review_pages as rp
+    from rlhf import auth
+
+    seed_contested(tmp_path)
+    monkeypatch.setenv("RLHF_PASSWORD_HASH", "fast")
+    with session_scope() as s:
+        auth.set_password(s, "eve", "expert-password")
+        auth.set_password(s, "ann1", "annotator-password")
+    me = rp.ReviewSession("eve")
+    v = rp.adjudication_queue(me, 0.5)
+    assert [row[0] for row in v.rows] == ["q1"] and v.k == 3 and v.prompt_id is not None
+    assert [row[0] for row in v.annotator_ranks] == ["ann1", "ann2", "ann3"]
+    assert v.annotator_ranks[1][1:] == [1.0, 2.5, 2.5]  # ann2 tied the last two
+    with pytest.raises(PermissionError):
+        rp.adjudicate_submit(rp.ReviewSession("ann1"), v.prompt_id, ["1", "2", "3"], "mine")
+    with pytest.raises(review.RlhfError, match="answer C has no rank"):
+        rp.adjudicate_submit(me, v.prompt_id, ["1", "2", None], "why")
+    after = rp.adjudicate_submit(me, v.prompt_id, ["1", "2", "2"], "the first is correct, the others equally poor")
+    assert after.rows == [] and "consensus" in after.message
+    with session_scope() as s:
+        rev = s.scalar(select(Review).where(Review.verdict == "adjudicate"))
+        assert rev.reviewer_name == "eve" and rev.payload["order"] == [[0], [1, 2]]

@@ -171,3 +171,76 @@ def test_cli_review_commands(seeded):
     with session_scope() as s:
         assert s.get(Demonstration, 1).status == "approved" and s.get(Demonstration, 3).status == "superseded"
         assert s.get(Demonstration, 2).status == "pending"
+
+
+# --------------------------------------------------------------------------- the app's expert pages (handlers, no server)
+
+
+@pytest.fixture
+def accounts(seeded, monkeypatch):
+    """Log-in accounts: eve (expert), ann1 (annotator); the handlers reload them from the store on every call."""
+    from rlhf import auth
+
+    monkeypatch.setenv("RLHF_PASSWORD_HASH", "fast")
+    with session_scope() as s:
+        auth.set_password(s, "eve", "expert-password")
+        auth.set_password(s, "ann1", "annotator-password")
+    return seeded
+
+
+def test_review_page_handlers_for_an_expert(accounts):
+    from labeling_app import review_pages as rp
+
+    me = rp.ReviewSession("eve")
+    v = rp.review_queue(me)
+    assert v.keys == ["demonstration:1", "ranking:1", "demonstration:2", "demonstration:3"] and v.item.key == "demonstration:1"
+    assert "About 9 minutes" in v.item_html() and v.rows[0][:2] == ["demonstration:1", "demonstration"]
+    v = rp.review_approve(me, "demonstration:1")
+    assert v.message == "Approved demonstration:1." and v.item.key == "ranking:1"
+    assert v.item.ranks == [1, 2] and "Rayleigh" in v.item_html()
+    v = rp.review_edit(me, "demonstration:2", "Blue light scatters most in air.", "give the reason", tag="science")
+    assert "version 2" in v.message and v.keys == ["ranking:1"]
+    with pytest.raises(RlhfError, match="only demonstrations can be edited"):
+        rp.review_edit(me, "ranking:1", "x")
+    v = rp.review_reject(me, "ranking:1", "magic is not an answer")
+    assert v.keys == ["demonstration:3"]
+    assert rp.review_queue(me, key="demonstration:3").item.history == []
+    # stored text is escaped on the page
+    with session_scope() as s:
+        s.get(Demonstration, 3).messages = [*s.get(Demonstration, 3).messages[:-1],
+                                            {"role": "assistant", "content": "<script>alert(1)</script>"}]
+    html = rp.review_queue(me).item_html()
+    assert "<script>" not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    dash = rp.agreement_dashboard(me)
+    assert "Krippendorff" in dash.summary and "Annotators:" in dash.text
+    adj = rp.adjudication_queue(me)
+    assert adj.prompt_id is None and "No contested items" in adj.item_html()
+
+
+def test_annotators_cannot_call_review_handlers(accounts):
+    from labeling_app import review_pages as rp
+
+    ann, nobody = rp.ReviewSession("ann1"), rp.ReviewSession("")
+    calls = [lambda u: rp.review_queue(u), lambda u: rp.review_approve(u, "demonstration:1"),
+             lambda u: rp.review_reject(u, "demonstration:1", "bad"),
+             lambda u: rp.review_edit(u, "demonstration:1", "Mine."), lambda u: rp.agreement_dashboard(u),
+             lambda u: rp.adjudication_queue(u), lambda u: rp.adjudicate_submit(u, 1, ["1", "2"], "mine"),
+             lambda u: rp.ab_sessions(u), lambda u: rp.ab_next(u, 1), lambda u: rp.ab_judge(u, 1, 1, "left"),
+             lambda u: rp.ab_report(u, 1)]
+    with session_scope() as s:
+        before = counts(s)
+    for who in (ann, nobody):
+        for call in calls:
+            with pytest.raises(PermissionError):
+                call(who)
+    assert not rp.can_review(ann) and rp.can_review(rp.ReviewSession("eve"))
+    with session_scope() as s:
+        assert counts(s) == before and s.get(Demonstration, 1).status == "pending"
+
+
+def test_ranks_to_order():
+    from labeling_app.review_pages import ranks_to_order
+
+    assert ranks_to_order(["2", "1", "2", "3"]) == [[1], [0, 2], [3]]
+    with pytest.raises(RlhfError, match="answer B has no rank"):
+        ranks_to_order(["1", None])
