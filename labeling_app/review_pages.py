@@ -390,7 +390,7 @@ def add_review_tabs(demo) -> dict:
     def ui(fn):
         """Listener wrapper: the caller from the login; people-facing errors as gr.Error."""
 
-        def wrapper(rs: ReviewSession, *args, request: gr.Request):
+        def wrapper(request: gr.Request, rs: ReviewSession, *args):
             rs = rs if isinstance(rs, ReviewSession) else ReviewSession()
             rs.username = getattr(request, "username", None) or ""
             try:
@@ -398,11 +398,16 @@ def add_review_tabs(demo) -> dict:
             except (PermissionError, RlhfError) as e:
                 raise gr.Error(str(e), duration=8) from None
 
-        wrapper.__name__, wrapper.__doc__ = fn.__name__, fn.__doc__
+        # not functools.wraps: gradio passes the request only to a positional parameter annotated gr.Request
+        # (inserted at its index, before the listener's inputs); the annotation must be the class itself, since
+        # gradio is imported here and a string would not resolve. The prefix keeps API names apart from the app's.
+        wrapper.__name__, wrapper.__doc__ = f"review_{fn.__name__}", fn.__doc__
+        wrapper.__annotations__["request"] = gr.Request
         return wrapper
 
-    rstate = gr.State(ReviewSession())
     with gr.Tab("Review", id="review", elem_id="tab-review", visible=False) as review_tab:
+        # inside a Tab, not directly in the caller's gr.Tabs: a non-Tab child of Tabs breaks tab switching (gradio 6.31)
+        rstate = gr.State(ReviewSession())
         with gr.Row():
             f_kind = gr.Dropdown(KIND_CHOICES, value="", label="Kind", elem_id="review-filter-kind")
             f_tag = gr.Dropdown([("all tags", "")], value="", label="Tag", elem_id="review-filter-tag")
@@ -511,7 +516,7 @@ def add_review_tabs(demo) -> dict:
     @ui
     def on_load(rs):
         show = can_review(rs)
-        return (rs, *[gr.update(visible=show)] * 4)
+        return (rs, *[gr.update(visible=show, interactive=show)] * 4)
 
     @ui
     def on_queue(rs, kind, tag, ann, key=None):

@@ -174,15 +174,21 @@ def generate_answers(model_spec: str, prompts: list[list[dict]], gen: Generation
     return out
 
 
-def _pin(session: Session, spec: str) -> str:
-    """`NAME@latest` -> the `NAME@vN` it means now (a report must name the exact version); others unchanged."""
+def _pin(session: Session, spec: str, strict: bool = True) -> str:
+    """`NAME@latest` -> the `NAME@vN` it means now (a report must name the exact version); others unchanged.
+
+    Not strict (answers made elsewhere): an unregistered name is kept as given."""
     from rlhf import modeling
     from rlhf.versions import get_model_version
 
     if spec in (modeling.BUILTIN, "builtin"):
         return modeling.BUILTIN
     if "@" in spec and not Path(spec).expanduser().exists():
-        return get_model_version(session, spec).ref
+        try:
+            return get_model_version(session, spec).ref
+        except NotFoundError:
+            if strict:
+                raise
     return spec
 
 
@@ -196,7 +202,7 @@ def create_session(session: Session, model_a: str, model_b: str, prompts_ref: st
     from rlhf import registry
     from rlhf.store.ingest import add_response
 
-    model_a, model_b = _pin(session, model_a), _pin(session, model_b)
+    model_a, model_b = _pin(session, model_a, answers is None), _pin(session, model_b, answers is None)
     if model_a == model_b:
         raise RlhfError(f"--a and --b are both {model_a}: an A/B session compares two different models")
     prompts_ref = registry.get_version(session, prompts_ref).ref  # pin @latest to the version used

@@ -398,11 +398,11 @@ def expert_verdicts(session: Session) -> dict[str, tuple[int, int]]:
     """Annotator -> (approved, rejected) over their demonstrations and rankings, by each item's latest verdict."""
     from rlhf.store.models import Demonstration
 
-    latest: dict[tuple[str, int], str] = {}
+    latest: dict[tuple[str, int], tuple[str, str]] = {}
     for rev in session.scalars(select(Review).where(Review.verdict.in_(("approve", "reject", "edit")),
                                                     Review.item_type.in_(("demonstration", "ranking")))
                                .order_by(Review.id)):
-        latest[(rev.item_type, rev.item_id)] = rev.verdict
+        latest[(rev.item_type, rev.item_id)] = (rev.verdict, rev.reviewer_name)
     derived = derived_ranking_ids(session)
     authors: dict[tuple[str, int], str] = {}
     for kind, model in (("demonstration", Demonstration), ("ranking", Ranking)):
@@ -412,9 +412,9 @@ def expert_verdicts(session: Session) -> dict[str, tuple[int, int]]:
                                                  .where(model.id.in_(ids))):
                 authors[(kind, item_id)] = name
     out: dict[str, list[int]] = defaultdict(lambda: [0, 0])
-    for key, verdict in latest.items():
-        if key not in authors or (key[0] == "ranking" and key[1] in derived):
-            continue
+    for key, (verdict, reviewer) in latest.items():
+        if key not in authors or (key[0] == "ranking" and key[1] in derived) or reviewer == authors[key]:
+            continue  # unknown author, a review-made ranking, or an expert's own edit: not a verdict on an annotator
         if verdict == "approve":
             out[authors[key]][0] += 1
         elif verdict in ("reject", "edit"):  # an edited demonstration was not acceptable as written

@@ -1,0 +1,215 @@
+"""The expert's pages in a real browser: Debian's chromium driven by playwright (no browser download).
+
+The app runs as `python -m labeling_app` on a free loopback port over a temporary RLHF_HOME
+seeded with two pending demonstrations and a blind A/B session of two answers per prompt. An
+expert logs in, approves the oldest demonstration, edits the next one, and judges one A/B pair;
+the database must then hold exactly those rows (statuses, the new version, the preference pair,
+Review rows, the judgement). An annotator logging in sees none of the expert tabs. Screenshots
+go to test-artifacts/ (git-ignored).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from conftest import REPO
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+        "--disable-sync", "--no-first-run"]
+ARTIFACTS = REPO / "test-artifacts"
+PASSWORD = "correct horse battery"
+EDITED = "Sunlight scatters off the molecules of the air, and blue light scatters the most, so the sky looks blue."
+
+
+def _has_build_ui() -> bool:
+    try:
+        spec = importlib.util.find_spec("labeling_app.app")
+    except ModuleNotFoundError:
+        return False
+    return spec is not None and "def build_ui" in Path(spec.origin).read_text()
+
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium "
+                                                     "(apt-get install chromium; `just browser` does it)"),
+    pytest.mark.skipif(not _has_build_ui(), reason="labeling_app.app.build_ui does not exist yet"),
+]
+
+SEED = f"""
+from rlhf import ab, auth, registry
+from rlhf.store import session_scope
+from rlhf.store.ingest import import_demonstrations, import_prompts
+import json, pathlib, sys
+home = pathlib.Path(sys.argv[1])
+prompts = [{{"id": "egg", "messages": [{{"role": "user", "content": "How long do I boil an egg?"}}], "tags": ["cooking"]}},
+           {{"id": "sky", "messages": [{{"role": "user", "content": "Why is the sky blue?"}}], "tags": ["science"]}}]
+demos = [{{"prompt_id": "egg", "messages": prompts[0]["messages"] + [{{"role": "assistant", "content": "About 9 minutes for a hard egg."}}],
+           "annotator": "ana"}},
+         {{"prompt_id": "sky", "messages": prompts[1]["messages"] + [{{"role": "assistant", "content": "Because it is."}}],
+           "annotator": "ana"}}]
+for name, rows in (("p", prompts), ("d", demos)):
+    (home / f"{{name}}.jsonl").write_text("\\n".join(json.dumps(r) for r in rows) + "\\n")
+with session_scope() as db:
+    auth.create_user(db, "eve", "expert", {PASSWORD!r})
+    auth.create_user(db, "ana", "annotator", {PASSWORD!r})
+    import_prompts(db, home / "p.jsonl")
+    import_demonstrations(db, home / "d.jsonl")
+    registry.snapshot(db, "prompts")
+    ab.create_session(db, "sft@v1", "ppo@v1", "prompts@v1", answers=(["A-egg: ten minutes.", "A-sky: scattering."],
+                                                                    ["B-egg: boil 9 minutes, then cool it.", "B-sky: magic."]))
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def app_server(tmp_path_factory):
+    """(base url, home) of a seeded app served from a subprocess."""
+    home = tmp_path_factory.mktemp("review-browser-home")
+    env = {**os.environ, "RLHF_HOME": str(home), "RLHF_PASSWORD_HASH": "fast"}
+    env.pop("RLHF_DATABASE_URL", None)
+    subprocess.run([sys.executable, "-c", SEED, str(home)], env=env, cwd=REPO, check=True, timeout=120)
+    port = free_port()
+    log = open(home / "server.log", "w")
+    proc = subprocess.Popen([sys.executable, "-m", "labeling_app", "--host", "127.0.0.1", "--port", str(port)],
+                            env=env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 90
+    while True:
+        try:
+            urllib.request.urlopen(url + "/api/docs", timeout=2)
+            break
+        except OSError:
+            if proc.poll() is not None or time.time() > deadline:
+                log.close()
+                pytest.fail(f"the app did not start:\n{(home / 'server.log').read_text()[-3000:]}")
+            time.sleep(0.3)
+    yield url, home
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+    log.close()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+        yield b
+        b.close()
+
+
+def open_as(browser, url: str, name: str):
+    page = browser.new_page(viewport={"width": 1280, "height": 1000})
+    page.set_default_timeout(20000)
+    page.goto(url + "/")
+    page.get_by_label("username").fill(name)
+    page.get_by_label("password").fill(PASSWORD)
+    page.get_by_role("button", name="Login").click()
+    page.wait_for_selector("#header:has-text('Signed in as')")
+    return page
+
+
+def shot(page, name: str) -> None:
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+
+
+def test_expert_approves_edits_and_judges_blind(app_server, browser, monkeypatch):
+    from playwright.sync_api import expect
+
+    url, home = app_server
+    page = open_as(browser, url, "eve")
+    expect(page.get_by_role("tab", name="Review")).to_be_visible()
+
+    # step 1. the review queue opens on the oldest pending item: approve it
+    page.get_by_role("tab", name="Review").click()
+    expect(page.locator("#review-item-html")).to_contain_text("About 9 minutes for a hard egg.")
+    expect(page.locator("#review-summary")).to_contain_text("2 item(s) waiting")
+    shot(page, "review-queue")
+    page.click("#review-approve")
+    expect(page.locator("#review-message")).to_contain_text("Approved demonstration:1.")
+
+    # step 2. the next one is edited: a new version, the original kept
+    expect(page.locator("#review-item-html")).to_contain_text("Because it is.")
+    page.fill("#review-edit-text textarea", EDITED)
+    page.fill("#review-reason textarea", "the original gives no reason")
+    page.click("#review-edit")
+    expect(page.locator("#review-message")).to_contain_text("version 2")
+    expect(page.locator("#review-summary")).to_contain_text("0 item(s) waiting")
+    shot(page, "review-edited")
+
+    # step 3. one blind A/B pair: two answers, no model names, pick "A"
+    page.get_by_role("tab", name="A/B").click()
+    expect(page.locator("#ab-progress")).to_contain_text("pair 1 of 2")
+    left = page.inner_text("#ab-left")
+    assert "sft" not in page.inner_text("#tab-ab") and "ppo" not in page.inner_text("#tab-ab")
+    shot(page, "review-ab-pair")
+    page.fill("#ab-reason textarea", "more complete")
+    page.click("#ab-choose-a")
+    expect(page.locator("#ab-message")).to_contain_text("Recorded: A.")
+    expect(page.locator("#ab-progress")).to_contain_text("pair 2 of 2")
+    shot(page, "review-ab-judged")
+
+    # step 4. the dashboard renders (plots + tables)
+    page.get_by_role("tab", name="Agreement").click()
+    expect(page.locator("#agreement-summary")).to_contain_text("Krippendorff")
+    shot(page, "review-agreement")
+    page.close()
+
+    # step 5. the database holds exactly those rows
+    monkeypatch.setenv("RLHF_HOME", str(home))
+    monkeypatch.delenv("RLHF_DATABASE_URL", raising=False)
+    from rlhf.store import session_scope
+    from rlhf.store.models import Demonstration, Ranking, Response, Review
+    from rlhf.store.review_models import ABItem, ABJudgement
+
+    with session_scope() as db:
+        demos = db.scalars(select(Demonstration).order_by(Demonstration.id)).all()
+        assert [(d.id, d.status, d.version, d.parent_id) for d in demos] == [
+            (1, "approved", 1, None), (2, "superseded", 1, None), (3, "approved", 2, 2)]
+        assert demos[1].messages[-1]["content"] == "Because it is." and demos[2].messages[-1]["content"] == EDITED
+        (pref,) = db.scalars(select(Ranking)).all()
+        assert [db.get(Response, r).text for r in pref.response_ids] == [EDITED, "Because it is."]
+        assert (pref.order, pref.origin, pref.status) == ([[0], [1]], "human", "approved")
+        reviews = db.scalars(select(Review).order_by(Review.id)).all()
+        assert [(r.item_type, r.item_id, r.verdict, r.reviewer_name) for r in reviews] == [
+            ("demonstration", 1, "approve", "eve"), ("demonstration", 2, "edit", "eve"),
+            ("demonstration", 3, "approve", "eve"), ("ranking", pref.id, "edit", "eve")]
+        assert reviews[1].reason == "the original gives no reason" and all(r.created_at for r in reviews)
+        (j,) = db.scalars(select(ABJudgement)).all()
+        item = db.get(ABItem, j.item_id)
+        shown_left = db.get(Response, item.response_a_id if item.a_on_left else item.response_b_id).text
+        assert shown_left in left  # the judge picked the answer that was on the left
+        assert (j.judge_name, j.choice, j.winner, j.reason, j.origin) == (
+            "eve", "left", "a" if item.a_on_left else "b", "more complete", "human")
+
+
+def test_annotator_sees_no_expert_tabs(app_server, browser):
+    url, _ = app_server
+    page = open_as(browser, url, "ana")
+    page.wait_for_timeout(1500)  # the load event that would show them
+    for name in ("Review", "Agreement", "Adjudicate", "A/B"):
+        assert not page.get_by_role("tab", name=name).is_visible()  # cosmetics; the handlers refuse anyway
+    shot(page, "review-annotator-view")
+    page.close()
