@@ -149,3 +149,4 @@ class ModelVersion(Base):
     @property
     def ref(self) -> str:
         return f"{self.name}@v{self.version}"
+from rlhf.store import review_models  # noqa: E402,F401
