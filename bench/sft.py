@@ -1,0 +1,146 @@
+"""SFT throughput: our stage's training settings vs trl SFTTrainer defaults, same model, data and batch.
+
+    python bench/sft.py                                # CPU, tiny random-init SmolLM2-shaped model
+    python bench/sft.py --device cuda --size 1.7b      # on a GPU (sizes: tiny, 135m, 360m, 1.7b)
+
+Each side runs in its own subprocess (clean peak-memory figures). Reports tokens/s (real,
+non-padding tokens), peak memory, MFU on CUDA (6 x params x tokens/s over the dense bf16 peak),
+and ours/trl ratios. Ends with `RESULT {json}`.
+
+"Ours" = what stages/sft.py does: no activation checkpointing, padding-free BFD packing of
+the same rows, fused AdamW and Liger kernels on CUDA. "trl" = SFTTrainer with its defaults
+(activation checkpointing on, padded batches), bf16 only where the device has it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+PEAK_BF16_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0}  # dense bf16, per GPU
+
+
+def synthetic_rows(n: int, seed: int, words: tuple[int, int]) -> list[dict]:
+    """Conversational prompt/completion rows of varied length (varied lengths are what padding wastes)."""
+    import random
+
+    rng = random.Random(seed)
+    vocab = "the a model answer data token train reward policy value kernel batch cache memory speed gpu cpu".split()
+    rows = []
+    for _ in range(n):
+        q = " ".join(rng.choice(vocab) for _ in range(rng.randint(5, 30)))
+        a = " ".join(rng.choice(vocab) for _ in range(rng.randint(*words)))
+        rows.append({"prompt": [{"role": "user", "content": q}], "completion": [{"role": "assistant", "content": a}]})
+    return rows
+
+
+def run_side(args) -> dict:
+    import datasets
+    import torch
+    from trl import SFTConfig, SFTTrainer
+
+    from rlhf import modeling
+
+    torch.manual_seed(args.seed)
+    cuda = args.device == "cuda"
+    tmp = Path(tempfile.mkdtemp(prefix="bench-sft-"))
+    os.environ.setdefault("RLHF_HOME", str(tmp / "home"))
+    model_dir = modeling.random_model(args.size, tmp / "model", seed=args.seed)
+    tok = modeling.load_tokenizer(str(model_dir))
+    ds = datasets.Dataset.from_list(synthetic_rows(args.rows, args.seed, (20, args.max_answer_words)))
+    common = dict(output_dir=str(tmp / "out"), per_device_train_batch_size=args.batch_size, max_steps=args.steps,
+                  learning_rate=1e-4, logging_steps=10_000, save_strategy="no", report_to=[], seed=args.seed,
+                  max_length=args.max_length, bf16=cuda, use_cpu=not cuda, disable_tqdm=True, dataloader_num_workers=0)
+    if args.side == "ours":
+        extra = dict(activation_checkpointing=False, gradient_checkpointing=False, packing=True, padding_free=True,
+                     optim="adamw_torch_fused" if cuda else "adamw_torch")
+        if cuda and args.liger:
+            extra["model_init_kwargs"] = {"use_kernels": True}
+    else:
+        extra = {}  # trl defaults
+    dtype = torch.bfloat16 if cuda else torch.float32
+    model = modeling.load_model(str(model_dir), mode="full", dtype=dtype).to(args.device)
+    trainer = SFTTrainer(model=model, args=SFTConfig(**common, **extra), train_dataset=ds, processing_class=tok)
+    # count the real (non-padding) tokens the trainer will see
+    counted = {"tokens": 0}
+    orig_step = trainer.training_step
+
+    def counting_step(model, inputs, *a, **k):
+        mask = inputs.get("attention_mask")
+        counted["tokens"] += int(mask.sum()) if mask is not None else int(inputs["input_ids"].numel())
+        return orig_step(model, inputs, *a, **k)
+
+    trainer.training_step = counting_step
+    if cuda:
+        torch.cuda.reset_peak_memory_stats()
+        torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    trainer.train()
+    if cuda:
+        torch.cuda.synchronize()
+    seconds = time.perf_counter() - t0
+    params = sum(p.numel() for p in model.parameters())
+    tokens_per_s = counted["tokens"] / seconds
+    out = {"side": args.side, "seconds": round(seconds, 2), "tokens": counted["tokens"], "tokens_per_s": round(tokens_per_s, 1),
+           "params": params, "loss": trainer.state.log_history[-1].get("train_loss")}
+    if cuda:
+        out["peak_mem_gib"] = round(torch.cuda.max_memory_allocated() / 2**30, 2)
+        name = torch.cuda.get_device_name()
+        peak = next((v for k, v in PEAK_BF16_TFLOPS.items() if k in name), None)
+        out["mfu"] = round(6 * params * tokens_per_s / (peak * 1e12), 4) if peak else None
+        out["device_name"] = name
+    else:
+        out["peak_mem_gib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2)  # peak RSS
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
+    ap.add_argument("--size", default="tiny", help="tiny | 135m | 360m | 1.7b (random-init SmolLM2 shapes)")
+    ap.add_argument("--rows", type=int, default=256)
+    ap.add_argument("--steps", type=int, default=12)
+    ap.add_argument("--batch-size", type=int, default=8)
+    ap.add_argument("--max-length", type=int, default=512)
+    ap.add_argument("--max-answer-words", type=int, default=200)
+    ap.add_argument("--liger", action="store_true", help="Liger kernels on CUDA (needs liger-kernel)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--side", choices=("ours", "trl"), help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.side:
+        print("SIDE " + json.dumps(run_side(args)), flush=True)
+        return
+
+    results = {}
+    for side in ("trl", "ours"):
+        cmd = [sys.executable, __file__, "--side", side] + [a for a in sys.argv[1:]]
+        proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
+        line = next((l for l in proc.stdout.splitlines() if l.startswith("SIDE ")), None)
+        if proc.returncode != 0 or line is None:
+            print(proc.stdout[-2000:], proc.stderr[-4000:], file=sys.stderr)
+            sys.exit(f"bench/sft.py: the {side} side failed")
+        results[side] = json.loads(line[5:])
+    ours, trl = results["ours"], results["trl"]
+    ratios = {"tokens_per_s": round(ours["tokens_per_s"] / trl["tokens_per_s"], 2),
+              "peak_mem": round(ours["peak_mem_gib"] / trl["peak_mem_gib"], 2)}
+    print(f"SFT benchmark: {args.size} on {args.device}, batch {args.batch_size}, max length {args.max_length}, {args.steps} steps")
+    print(f"{'':<14}{'trl defaults':>14}{'ours':>12}{'ours/trl':>10}")
+    print(f"{'tokens/s':<14}{trl['tokens_per_s']:>14.1f}{ours['tokens_per_s']:>12.1f}{ratios['tokens_per_s']:>10.2f}")
+    print(f"{'peak mem GiB':<14}{trl['peak_mem_gib']:>14.2f}{ours['peak_mem_gib']:>12.2f}{ratios['peak_mem']:>10.2f}")
+    if args.device == "cuda":
+        print(f"{'MFU':<14}{trl.get('mfu') or 0:>14.3f}{ours.get('mfu') or 0:>12.3f}")
+    print("RESULT " + json.dumps({"bench": "sft", "device": args.device, "size": args.size, "trl": trl, "ours": ours, "ratios": ratios}))
+
+
+if __name__ == "__main__":
+    main()
