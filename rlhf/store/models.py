@@ -150,3 +150,4 @@ class ModelVersion(Base):
     def ref(self) -> str:
         return f"{self.name}@v{self.version}"
 from rlhf.store import review_models  # noqa: E402,F401
+from rlhf.store import app_models  # noqa: E402,F401

@@ -1,0 +1,333 @@
+"""The work queue: which item a person gets next, with overlap N and the fairness rules.
+
+Rules (each one enforced here, on the server, inside the caller's transaction):
+- every item goes to N different people (`write_overlap` / `rank_overlap` settings); an item's
+  open (not yet submitted) assignment holds a place for `lease_minutes`, then frees it;
+- nobody gets the same item twice (a unique (item, user) assignment row, whatever its status;
+  a skip counts, so a skipped item never comes back -- Label Studio #1267, OpenAssistant #923);
+- nobody ranks a candidate set that contains their own demonstration (`label_item_authors`);
+- an open assignment is resumed first, with its draft (Argilla #3098: drafts must survive).
+
+Items come from the store (`sync_items`): one `write` item per prompt, one `rank` item per
+(prompt, model version) with at least two candidates from `rlhf generate`, plus the prompt's
+human-written responses when there are any. Sync is idempotent and cheap; the app runs it at
+start, after admin actions, and whenever a person's queue looks empty.
+
+Shapes: K candidates per rank item (2 <= K <= `max_candidates`); ranks are 1..K, equal = tie.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import random
+from dataclasses import dataclass
+
+from sqlalchemy import and_, exists, func, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
+
+from rlhf.store.app_models import AppSetting, Assignment, LabelItem, LabelItemAuthor
+from rlhf.store.models import Demonstration, Prompt, Response, User, utcnow
+
+DEFAULT_GUIDELINES = """\
+**Writing an ideal answer**
+- Answer the last user message as the best assistant would: correct, helpful, honest, safe.
+- Follow the conversation so far; keep the answer as long as it needs to be, no longer.
+- If the request is harmful, decline briefly and offer a safe alternative.
+
+**Ranking candidates**
+- Order the answers best to worst. Give equal numbers to answers that are equally good (a tie).
+- Judge correctness first, then helpfulness, then clarity. Ignore length for its own sake.
+- If every answer is unacceptable, tick *All bad* (you may still order them).
+- Skip (S) anything you cannot judge; it will not come back to you.
+
+**Keys**: on Rank, type the rank of each answer in turn (e.g. `1 2 2 3`), Enter submits, S skips.
+On Write, Ctrl+Enter submits and Ctrl+S saves a draft.
+"""
+
+DEFAULTS: dict[str, object] = {
+    "guidelines": DEFAULT_GUIDELINES,  # markdown shown beside every item
+    "write_overlap": 1,  # different people who write an answer to each prompt
+    "rank_overlap": 3,  # different people who rank each candidate set (3 lets agreement be measured)
+    "max_candidates": 6,  # most candidates shown in one rank item (K)
+    "lease_minutes": 60,  # an open assignment holds its overlap place this long
+    "demos_as_candidates": False,  # also add each submitted demonstration as a human candidate to rank
+}
+INT_SETTINGS = {"write_overlap": (1, 50), "rank_overlap": (1, 50), "max_candidates": (2, 9), "lease_minutes": (1, 24 * 60)}
+
+
+class QueueError(Exception):
+    """A queue rule refused the action (e.g. submitting an item that is not yours)."""
+
+
+# --------------------------------------------------------------------------- settings
+
+
+def get_settings(session: Session) -> dict:
+    """The project settings, read once per transaction (kept in `session.info` until it ends)."""
+    cached = session.info.get("app_settings")
+    if cached is None:
+        stored = dict(session.execute(select(AppSetting.key, AppSetting.value)).all())
+        cached = session.info["app_settings"] = {k: stored.get(k, v) for k, v in DEFAULTS.items()}
+    return dict(cached)
+
+
+def put_settings(session: Session, values: dict, by: str) -> dict:
+    """Validate and store settings; unknown keys are an error."""
+    unknown = set(values) - set(DEFAULTS)
+    if unknown:
+        raise QueueError(f"unknown setting(s): {', '.join(sorted(unknown))}; known: {', '.join(DEFAULTS)}")
+    clean = {}
+    for key, value in values.items():
+        if key in INT_SETTINGS:
+            lo, hi = INT_SETTINGS[key]
+            try:
+                value = int(value)
+            except (TypeError, ValueError):
+                raise QueueError(f"{key}: expected a whole number, got {value!r}") from None
+            if not lo <= value <= hi:
+                raise QueueError(f"{key}: {value} is outside {lo}..{hi}")
+        elif key == "demos_as_candidates":
+            value = bool(value)
+        elif key == "guidelines":
+            value = str(value or "")
+        clean[key] = value
+    session.info.pop("app_settings", None)
+    for key, value in clean.items():
+        row = session.get(AppSetting, key)
+        if row is None:
+            session.add(AppSetting(key=key, value=value, updated_by=by))
+        else:
+            row.value, row.updated_by, row.updated_at = value, by, utcnow()
+    session.flush()
+    return get_settings(session)
+
+
+# --------------------------------------------------------------------------- items
+
+
+def response_authors(session: Session, prompt_id: int, responses: list[Response]) -> set[int]:
+    """Users who wrote one of these responses: recorded in `generation`, or an identical demonstration answer."""
+    authors: set[int] = set()
+    human = [r for r in responses if r.origin == "human"]
+    if not human:
+        return authors
+    texts = {r.text for r in human}
+    for r in human:
+        if isinstance(r.generation, dict) and isinstance(r.generation.get("annotator_id"), int):
+            authors.add(r.generation["annotator_id"])
+    for d in session.scalars(select(Demonstration).where(Demonstration.prompt_id == prompt_id,
+                                                         Demonstration.annotator_id.is_not(None))):
+        if d.messages and d.messages[-1].get("content") in texts:
+            authors.add(d.annotator_id)
+    return authors
+
+
+def _add_item(session: Session, item: LabelItem, authors: set[int] = frozenset()) -> bool:
+    if session.scalar(select(LabelItem.id).where(LabelItem.key == item.key)):
+        return False
+    session.add(item)
+    session.flush()
+    for uid in sorted(authors):
+        session.add(LabelItemAuthor(item_id=item.id, user_id=uid))
+    session.flush()
+    return True
+
+
+def sync_items(session: Session) -> dict:
+    """Create the missing write and rank items from the store's prompts and responses. Returns counts.
+
+    Call it at the start of a transaction: when another process syncs at the same moment, the
+    unique item key stops the second insert, this session is rolled back and the sync re-run
+    (no SAVEPOINTs: pysqlite's legacy transaction handling makes them unreliable).
+    """
+    for attempt in range(3):
+        try:
+            return _sync_items(session)
+        except IntegrityError:
+            session.rollback()
+            if attempt == 2:
+                raise
+    raise AssertionError("unreachable")
+
+
+def _sync_items(session: Session) -> dict:
+    settings = get_settings(session)
+    added = {"write": 0, "rank": 0}
+    # one write item per prompt
+    have_write = select(LabelItem.prompt_id).where(LabelItem.kind == "write")
+    for pid in session.scalars(select(Prompt.id).where(Prompt.id.not_in(have_write)).order_by(Prompt.id)):
+        added["write"] += _add_item(session, LabelItem(kind="write", key=f"write:{pid}", prompt_id=pid, response_ids=[]))
+    # one rank item per (prompt, model version) with >= 2 model candidates; imported rankings' responses are already ranked
+    groups = session.execute(select(Response.prompt_id, Response.model_version, func.count(Response.id))
+                             .where(Response.origin == "model", Response.model_version != "imported")
+                             .group_by(Response.prompt_id, Response.model_version)
+                             .having(func.count(Response.id) >= 2)).all()
+    existing = set(session.scalars(select(LabelItem.key).where(LabelItem.kind == "rank")))
+    k_max = int(settings["max_candidates"])
+    for pid, version, _n in groups:
+        key = f"rank:{pid}:{version}"
+        if key in existing:
+            continue
+        model = list(session.scalars(select(Response).where(Response.prompt_id == pid, Response.origin == "model",
+                                                            Response.model_version == version).order_by(Response.id)))
+        human = list(session.scalars(select(Response).where(Response.prompt_id == pid, Response.origin == "human")
+                                     .order_by(Response.id)))
+        chosen = (model[:k_max - min(len(human), 1)] + human[:1]) if human else model[:k_max]
+        chosen.sort(key=lambda r: r.id)
+        authors = response_authors(session, pid, chosen)
+        item = LabelItem(kind="rank", key=key[:256], prompt_id=pid, response_ids=[r.id for r in chosen])
+        added["rank"] += _add_item(session, item, authors)
+    return added
+
+
+# --------------------------------------------------------------------------- assignments
+
+
+def _now() -> dt.datetime:
+    return utcnow()
+
+
+def overlap(settings: dict, kind: str) -> int:
+    return int(settings["write_overlap" if kind == "write" else "rank_overlap"])
+
+
+def _open_fresh(now: dt.datetime, lease_minutes: int):
+    """Open assignments still holding their overlap place (seen within the lease)."""
+    return and_(Assignment.status == "assigned", Assignment.shown_at >= now - dt.timedelta(minutes=lease_minutes))
+
+
+def _available(user_id: int, kind: str, settings: dict, now: dt.datetime):
+    """SQL condition: items of `kind` this user may still get.
+
+    Places taken = `done_count` (a counter kept in the submit's transaction, so no count over the
+    whole assignments table) + the item's open assignments within the lease (a handful of rows).
+    The cheap column test comes first, so full items are skipped before any subquery runs.
+    """
+    n = overlap(settings, kind)
+    open_ = (select(func.count(Assignment.id))
+             .where(Assignment.item_id == LabelItem.id, _open_fresh(now, int(settings["lease_minutes"])))
+             .correlate(LabelItem).scalar_subquery())
+    mine = exists().where(Assignment.item_id == LabelItem.id, Assignment.user_id == user_id)
+    authored = exists().where(LabelItemAuthor.item_id == LabelItem.id, LabelItemAuthor.user_id == user_id)
+    return and_(LabelItem.kind == kind, LabelItem.done_count < n, ~mine, ~authored, LabelItem.done_count + open_ < n)
+
+
+def places_taken(session: Session, item_id: int, settings: dict, now: dt.datetime) -> int:
+    open_ = (select(func.count(Assignment.id)).where(Assignment.item_id == item_id,
+                                                     _open_fresh(now, int(settings["lease_minutes"]))).scalar_subquery())
+    return session.scalar(select(LabelItem.done_count + open_).where(LabelItem.id == item_id))
+
+
+def open_assignment(session: Session, user: User, kind: str) -> Assignment | None:
+    return session.scalar(select(Assignment).where(Assignment.user_id == user.id, Assignment.kind == kind,
+                                                   Assignment.status == "assigned").order_by(Assignment.id))
+
+
+def next_assignment(session: Session, user: User, kind: str, _synced: bool = False) -> Assignment | None:
+    """The user's open assignment of `kind` (resumed), else a new one on the first available item, else None."""
+    now = _now()
+    current = open_assignment(session, user, kind)
+    if current is not None:
+        current.shown_at = now  # time on screen restarts; earlier visits are already in `seconds`
+        session.flush()
+        return current
+    settings = get_settings(session)
+    candidates = session.scalars(select(LabelItem.id).where(_available(user.id, kind, settings, now))
+                                 .order_by(LabelItem.id).limit(20)).all()
+    for item_id in candidates:
+        a = Assignment(item_id=item_id, user_id=user.id, kind=kind, status="assigned", assigned_at=now,
+                       shown_at=now, seconds=0.0)
+        session.add(a)
+        try:
+            session.flush()
+        except IntegrityError:  # the same person in another tab took an item at this very moment
+            session.rollback()
+            return open_assignment(session, user, kind)
+        # we now hold the write lock (SQLite) or the row (PostgreSQL): recount, and give the place
+        # back if a concurrent caller filled the item's overlap first
+        if places_taken(session, item_id, settings, now) <= overlap(settings, kind):
+            return a
+        session.delete(a)
+        session.flush()
+    if not _synced and not candidates:
+        if any(sync_items(session).values()):
+            return next_assignment(session, user, kind, _synced=True)
+    return None
+
+
+def complete(session: Session, assignment: Assignment, status: str, note: str | None = None) -> bool:
+    """Flip an open assignment to `status` (done | skipped). False when it was no longer open (a double submit)."""
+    now = _now()
+    elapsed = max(0.0, (now - assignment.shown_at).total_seconds())
+    result = session.execute(update(Assignment)
+                             .where(Assignment.id == assignment.id, Assignment.status == "assigned")
+                             .values(status=status, done_at=now, seconds=Assignment.seconds + elapsed, note=note)
+                             .execution_options(synchronize_session=False))
+    if result.rowcount != 1:
+        return False
+    if status == "done":
+        session.execute(update(LabelItem).where(LabelItem.id == assignment.item_id)
+                        .values(done_count=LabelItem.done_count + 1).execution_options(synchronize_session=False))
+    # the values just written, without reloading the row
+    seconds = assignment.seconds + elapsed
+    for key, value in (("status", status), ("done_at", now), ("seconds", seconds), ("note", note)):
+        set_committed_value(assignment, key, value)
+    return True
+
+
+def seconds_on_screen(assignment: Assignment) -> float:
+    return round(assignment.seconds, 2)
+
+
+# --------------------------------------------------------------------------- progress and order
+
+
+REMAINING_CAP = 1000  # "1000+": counting further would cost every page view a scan of the whole queue
+
+
+@dataclass(frozen=True)
+class Progress:
+    done_today: int  # items submitted since 00:00 UTC
+    total: int  # items submitted ever
+    remaining: int  # items this person can still get now (their open one included), at most REMAINING_CAP
+
+    def line(self, kind: str) -> str:
+        noun = "answers written" if kind == "write" else "rankings"
+        left = f"{self.remaining}+" if self.remaining >= REMAINING_CAP else str(self.remaining)
+        return f"**{self.done_today}** {noun} today · **{self.total}** in total · **{left}** left in your queue"
+
+
+def progress(session: Session, user: User, kind: str, settings: dict | None = None) -> Progress:
+    now = _now()
+    settings = settings or get_settings(session)
+    midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    counts = session.execute(select(func.count(Assignment.id), func.count(Assignment.id).filter(Assignment.done_at >= midnight))
+                             .where(Assignment.user_id == user.id, Assignment.kind == kind, Assignment.status == "done")).one()
+    capped = select(LabelItem.id).where(_available(user.id, kind, settings, now)).limit(REMAINING_CAP).subquery()
+    available = session.scalar(select(func.count()).select_from(capped))
+    open_ = session.scalar(select(func.count(Assignment.id)).where(Assignment.user_id == user.id, Assignment.kind == kind,
+                                                                   Assignment.status == "assigned"))
+    return Progress(done_today=counts[1], total=counts[0], remaining=min(REMAINING_CAP, available + open_))
+
+
+def shown_order(user_id: int, item: LabelItem) -> list[int]:
+    """The item's response ids in the order this person sees them: shuffled, the same every time for them."""
+    seed = int.from_bytes(hashlib.sha256(f"shuffle:{user_id}:{item.id}".encode()).digest()[:8], "big")
+    ids = list(item.response_ids)
+    random.Random(seed).shuffle(ids)
+    return ids
+
+
+def ranks_to_order(ranks: list[int | None], shown: list[int], response_ids: list[int]) -> list[list[int]]:
+    """Rank numbers per shown candidate (1 = best, equal = tie) -> best-first groups of indices into `response_ids`.
+
+    >>> ranks_to_order([2, 1, 2, 3], shown=[30, 10, 20, 40], response_ids=[10, 20, 30, 40])
+    [[0], [1, 2], [3]]
+    """
+    groups: dict[int, list[int]] = {}
+    for rank, rid in zip(ranks, shown):
+        groups.setdefault(int(rank), []).append(response_ids.index(rid))
+    return [sorted(groups[r]) for r in sorted(groups)]
