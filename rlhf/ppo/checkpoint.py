@@ -1,0 +1,106 @@
+"""PPO checkpoints: everything needed to continue a run exactly, written atomically.
+
+A checkpoint is a folder `RUN_DIR/checkpoints/update-NNNNN/` holding the trainable weights (LoRA
+adapters, value head or value adapter), the optimizer and scheduler states, every RNG state, the
+KL controller, the reward statistics, the update index and the run's config. It is written to a
+temporary folder and renamed into place, so a crash never leaves a half checkpoint; older ones are
+removed only after the new one exists.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import uuid
+from pathlib import Path
+
+import torch
+
+from rlhf.errors import IntegrityError, NotFoundError
+
+FILES = ("trainable.pt", "optimizer.pt", "scheduler.pt", "rng.pt", "state.json")
+
+
+def checkpoints_dir(run_dir: Path) -> Path:
+    return Path(run_dir) / "checkpoints"
+
+
+def trainable_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+
+
+def rng_state() -> dict:
+    import numpy as np
+
+    state = {"torch": torch.get_rng_state(), "python": random.getstate(), "numpy": np.random.get_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    import numpy as np
+
+    torch.set_rng_state(state["torch"])
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save(run_dir: Path, update: int, model, optimizer, scheduler, state: dict, keep: int = 1) -> Path:
+    """Write checkpoint `update` (the number of finished updates) and keep the newest `keep` ones."""
+    root = checkpoints_dir(run_dir)
+    root.mkdir(parents=True, exist_ok=True)
+    final = root / f"update-{update:05d}"
+    tmp = root / f".tmp-{uuid.uuid4().hex[:8]}"
+    tmp.mkdir()
+    try:
+        torch.save(trainable_state(model), tmp / "trainable.pt")
+        torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
+        torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
+        torch.save(rng_state(), tmp / "rng.pt")
+        (tmp / "state.json").write_text(json.dumps({**state, "update": update}, indent=1, default=str))
+        if final.exists():
+            shutil.rmtree(final)
+        os.rename(tmp, final)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    older = sorted(p for p in root.glob("update-*") if p != final)
+    for old in older[:max(0, len(older) - (keep - 1))]:
+        shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def latest(run_dir: Path) -> Path:
+    """The newest complete checkpoint of a run folder."""
+    root = checkpoints_dir(run_dir)
+    found = sorted(p for p in root.glob("update-*") if all((p / f).exists() for f in FILES)) if root.is_dir() else []
+    if not found:
+        raise NotFoundError(f"--resume {run_dir}: no checkpoint in {root} (a run writes one every checkpoint_every updates)")
+    return found[-1]
+
+
+def read_state(path: Path) -> dict:
+    return json.loads((Path(path) / "state.json").read_text())
+
+
+def load(path: Path, model, optimizer, scheduler) -> dict:
+    """Restore weights, optimizer, scheduler and RNG states from checkpoint `path`; returns its state.json."""
+    path = Path(path)
+    weights = torch.load(path / "trainable.pt", map_location="cpu", weights_only=True)
+    params = dict(model.named_parameters())
+    expected = {n for n, p in params.items() if p.requires_grad}
+    if set(weights) != expected:
+        missing, extra = sorted(expected - set(weights))[:3], sorted(set(weights) - expected)[:3]
+        raise IntegrityError(f"{path}: the checkpoint's weights do not fit this model (missing {missing}, unexpected {extra}): "
+                             "resume with the same policy, reward model, value_model and LoRA settings")
+    with torch.no_grad():
+        for n, w in weights.items():
+            params[n].copy_(w.to(params[n].device, params[n].dtype))
+    optimizer.load_state_dict(torch.load(path / "optimizer.pt", map_location="cpu", weights_only=True))
+    scheduler.load_state_dict(torch.load(path / "scheduler.pt", map_location="cpu", weights_only=True))
+    set_rng_state(torch.load(path / "rng.pt", map_location="cpu", weights_only=False))
+    return read_state(path)
