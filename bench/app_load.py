@@ -11,7 +11,8 @@ What it does, in steps:
 3. N concurrent clients (asyncio + httpx): log in, then until the deadline: GET /api/next/{write|rank},
    POST the answer or a random ranking with ties; a share of submits (--double-submit) is sent twice
    at the same moment, like a double click, and must come back once "stored" and once "duplicate";
-4. the store is checked: rows expected (distinct "stored" receipts) == rows stored, no annotator has
+   a dropped connection is retried once (a retried submit is answered "duplicate" if it had landed);
+4. the store is checked: rows expected (distinct row ids in the receipts) == rows stored, no annotator has
    two rows for one item, no item got more than its overlap N.
 
 Ends with one line `RESULT {json}`: submits/s, p50/p95 latency (ms) of submit and next, rows
@@ -99,13 +100,30 @@ class Stats:
         self.stored: dict[str, set[int]] = {"write": set(), "rank": set()}
         self.duplicates_returned = 0
         self.double_submits = 0
-        self.double_submit_failures = 0  # a double submit that did not give exactly one stored + one duplicate
+        self.double_submit_failures = 0  # a double submit that stored two rows
         self.errors: list[str] = []
         self.drained = 0  # clients that ran out of work before the deadline
+        self.retries = 0  # requests re-sent after a dropped connection
+
+
+async def call(client, method: str, path: str, stats: Stats, **kw):
+    """One request; a dropped connection is retried once (safe for submits too: they are idempotent)."""
+    import httpx
+
+    for attempt in range(2):
+        try:
+            return await client.request(method, path, **kw)
+        except httpx.TransportError as e:
+            stats.retries += 1
+            if attempt == 1:
+                stats.errors.append(f"{method} {path}: {type(e).__name__}")
+                return None
 
 
 async def annotator(client, name: str, deadline: float, args, stats: Stats, rng: random.Random) -> None:
-    r = await client.post("/api/login", json={"name": name, "password": PASSWORD})
+    r = await call(client, "POST", "/api/login", stats, json={"name": name, "password": PASSWORD})
+    if r is None:
+        return
     if r.status_code != 200:
         stats.errors.append(f"login {name}: {r.status_code} {r.text[:200]}")
         return
@@ -116,8 +134,10 @@ async def annotator(client, name: str, deadline: float, args, stats: Stats, rng:
         if kind in empty:
             kind = "rank" if kind == "write" else "write"
         t0 = time.perf_counter()
-        r = await client.get(f"/api/next/{kind}", headers=headers)
+        r = await call(client, "GET", f"/api/next/{kind}", stats, headers=headers)
         stats.next_ms.append((time.perf_counter() - t0) * 1000)
+        if r is None:
+            continue
         if r.status_code != 200:
             stats.errors.append(f"next {kind}: {r.status_code} {r.text[:200]}")
             continue
@@ -136,25 +156,27 @@ async def annotator(client, name: str, deadline: float, args, stats: Stats, rng:
                     "all_bad": rng.random() < 0.05, "reason": "load test"}
         double = rng.random() < args.double_submit
         t0 = time.perf_counter()
-        if double:
-            rs = await asyncio.gather(*(client.post(f"/api/submit/{kind}", json=body, headers=headers) for _ in range(2)))
-        else:
-            rs = [await client.post(f"/api/submit/{kind}", json=body, headers=headers)]
+        rs = await asyncio.gather(*(call(client, "POST", f"/api/submit/{kind}", stats, json=body, headers=headers)
+                                    for _ in range(2 if double else 1)))
         stats.submit_ms.append((time.perf_counter() - t0) * 1000)
-        statuses = []
+        statuses, ids = [], set()
         for resp in rs:
+            if resp is None:
+                continue
             if resp.status_code != 200:
                 stats.errors.append(f"submit {kind}: {resp.status_code} {resp.text[:200]}")
                 continue
             receipt = resp.json()
             statuses.append(receipt["status"])
-            if receipt["status"] == "stored":
-                stats.stored[kind].add(receipt["id"])
-            elif receipt["status"] == "duplicate":
-                stats.duplicates_returned += 1
+            ids.add(receipt["id"])
+            if receipt["id"] is None:
+                stats.errors.append(f"submit {kind}: a {receipt['status']} receipt without a row id")
+                continue
+            stats.stored[kind].add(receipt["id"])  # a duplicate names the row its twin stored
+            stats.duplicates_returned += receipt["status"] == "duplicate"
         if double:
             stats.double_submits += 1
-            stats.double_submit_failures += sorted(statuses) != ["duplicate", "stored"]
+            stats.double_submit_failures += statuses.count("stored") > 1 or len(ids) > 1  # two rows for one click
 
 
 async def drive(url: str, args, stats: Stats) -> float:
@@ -268,6 +290,7 @@ def main(argv=None) -> int:
         "double_submit_failures": stats.double_submit_failures,
         "duplicate_receipts": stats.duplicates_returned,
         "clients_out_of_work": stats.drained,
+        "retries": stats.retries,
         "errors": len(stats.errors),
     }
     for e in stats.errors[:5]:

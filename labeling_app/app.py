@@ -125,8 +125,9 @@ def on_progress_rank(s: UserSession):
 @_ui
 def on_admin_refresh(s: UserSession):
     settings = handlers.admin_get_settings(s)
-    return (handlers.admin_counts(s), settings["guidelines"], settings["write_overlap"], settings["rank_overlap"],
-            settings["max_candidates"], settings["demos_as_candidates"])
+    models = handlers.admin_model_choices(s)
+    return (handlers.admin_counts(s), gr.update(choices=models), settings["guidelines"], settings["write_overlap"],
+            settings["rank_overlap"], settings["max_candidates"], settings["lease_minutes"], settings["demos_as_candidates"])
 
 
 @_ui
@@ -163,9 +164,9 @@ def on_admin_snapshot(s: UserSession, name: str, include_pending: bool):
 
 
 @_ui
-def on_admin_save_settings(s: UserSession, guidelines, write_overlap, rank_overlap, max_candidates, demos):
+def on_admin_save_settings(s: UserSession, guidelines, write_overlap, rank_overlap, max_candidates, lease, demos):
     msg = handlers.admin_save_settings(s, guidelines=guidelines, write_overlap=write_overlap, rank_overlap=rank_overlap,
-                                       max_candidates=max_candidates, demos_as_candidates=demos)
+                                       max_candidates=max_candidates, lease_minutes=lease, demos_as_candidates=demos)
     return msg, handlers.admin_counts(s)
 
 
@@ -234,7 +235,8 @@ def build_ui() -> gr.Blocks:
                     import_msg = gr.Textbox(label="Result", interactive=False, elem_id="admin-import-msg")
                 with gr.Accordion("Generate candidates (rlhf generate, in the background)", open=False):
                     with gr.Row():
-                        gen_model = gr.Textbox(label="Model version", value="sft@latest")
+                        gen_model = gr.Dropdown(["sft@latest"], value="sft@latest", allow_custom_value=True,
+                                                label="Model version (NAME@vN, NAME@latest, built-in or a folder)")
                         gen_prompts = gr.Textbox(label="Prompts snapshot", value="prompts@latest")
                         gen_k = gr.Number(label="K answers per prompt", value=4, precision=0)
                     with gr.Row():
@@ -260,6 +262,7 @@ def build_ui() -> gr.Blocks:
                         set_write_n = gr.Number(label="Write overlap N", precision=0)
                         set_rank_n = gr.Number(label="Rank overlap N", precision=0)
                         set_k = gr.Number(label="Max candidates K", precision=0)
+                        set_lease = gr.Number(label="Open item held for (minutes)", precision=0)
                         set_demos = gr.Checkbox(label="Add submitted demonstrations as human candidates")
                     with gr.Row():
                         set_btn = gr.Button("Save settings")
@@ -271,7 +274,7 @@ def build_ui() -> gr.Blocks:
         write_view = [state, write_token, write_prompt, write_answer, write_guidelines, write_progress, write_msg]
         rank_view = [state, rank_token, rank_prompt, *slot_groups, *slot_htmls, *slot_radios, all_bad, reason, rank_guidelines,
                      rank_progress, rank_msg]
-        settings_view = [set_guidelines, set_write_n, set_rank_n, set_k, set_demos]
+        settings_view = [set_guidelines, set_write_n, set_rank_n, set_k, set_lease, set_demos]
         demo.load(on_load, [state], [state, header, admin_tab, *write_view[1:], *rank_view[1:]])
         write_submit.click(on_write_submit, [state, write_token, write_answer], write_view)
         write_skip.click(on_write_skip, [state, write_token], write_view)
@@ -282,8 +285,8 @@ def build_ui() -> gr.Blocks:
         rank_skip.click(on_rank_skip, [state, rank_token], rank_view)
         write_tab.select(on_progress_write, [state], [write_progress])
         rank_tab.select(on_progress_rank, [state], [rank_progress])
-        refresh.click(on_admin_refresh, [state], [counts, *settings_view])
-        admin_tab.select(on_admin_refresh, [state], [counts, *settings_view])
+        refresh.click(on_admin_refresh, [state], [counts, gen_model, *settings_view])
+        admin_tab.select(on_admin_refresh, [state], [counts, gen_model, *settings_view])
         import_btn.click(on_admin_import, [state, upload], [import_msg, counts, upload])
         gen_btn.click(on_admin_generate, [state, gen_model, gen_prompts, gen_k], [gen_msg])
         jobs_btn.click(on_admin_jobs, [state], [gen_msg, counts])
@@ -320,4 +323,5 @@ def launch(host: str = "127.0.0.1", port: int = 7860, log_level: str = "warning"
 
     app = create_app()
     print(f"labeling app on http://{host}:{port}  (JSON API under /api; add people with `rlhf users add NAME --role R`)")
-    uvicorn.run(app, host=host, port=port, log_level=log_level)
+    # keep-alive longer than uvicorn's 5 s: a browser or client reusing a connection the server just closed gets a reset
+    uvicorn.run(app, host=host, port=port, log_level=log_level, timeout_keep_alive=30)

@@ -162,7 +162,8 @@ def write_submit(s: UserSession, text: str) -> Receipt:
             raise RlhfError(f"the answer is {len(answer)} characters, over the limit of {MAX_TEXT_CHARS}")
         if "\x00" in answer:
             raise RlhfError("the answer contains a NUL character")
-        if not queue.complete(db, a, "done"):
+        if not queue.complete(db, a, "done"):  # a twin request got there first: name the row it stored
+            db.refresh(a)
             return Receipt("duplicate", "demonstration", a.result_id, "Already submitted: nothing stored twice.")
         item = db.get(LabelItem, a.item_id)
         prompt = db.get(Prompt, item.prompt_id)
@@ -239,7 +240,8 @@ def rank_submit(s: UserSession, ranks: list, all_bad: bool = False, reason: str 
         item = db.get(LabelItem, a.item_id)
         shown = queue.shown_order(user.id, item)
         order = _order_from_ranks(ranks, shown, list(item.response_ids), bool(all_bad))
-        if not queue.complete(db, a, "done"):
+        if not queue.complete(db, a, "done"):  # a twin request got there first: name the row it stored
+            db.refresh(a)
             return Receipt("duplicate", "ranking", a.result_id, "Already submitted: nothing stored twice.")
         prompt = db.get(Prompt, item.prompt_id)
         r = Ranking(prompt_id=prompt.id, response_ids=list(item.response_ids), order=order, shown_order=shown,
@@ -293,9 +295,11 @@ def admin_import_prompts(s: UserSession, path: str | None, display_name: str | N
     """Import an uploaded prompts JSONL with the CLI's validation (all or nothing). Returns one line."""
     from rlhf.store.ingest import import_prompts
 
+    with session_scope() as db:
+        require(db, s.username, ADMINS, "import prompts")
     if not path:
         raise RlhfError("choose a prompts .jsonl file first")
-    shown = display_name or Path(path).name
+    shown = display_name or Path(path).name  # gradio keeps uploads under a temporary folder: name the file only
     try:
         with session_scope() as db:
             require(db, s.username, ADMINS, "import prompts")
@@ -335,6 +339,19 @@ def admin_generate(s: UserSession, model: str, prompts_ref: str, k: int) -> str:
     subprocess.Popen(["bash", "-c", script, "job", str(paths.REPO_ROOT), *cmd], env={**os.environ, "JOB": str(job)},
                      stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     return f"started: rlhf {shlex.join(cmd[3:])} (log: {job / 'log.txt'}); press Check jobs to follow it"
+
+
+def admin_model_choices(s: UserSession) -> list[str]:
+    """Model versions to generate candidates with: the latest of each registered name, every version, the built-in."""
+    from rlhf.modeling import BUILTIN
+    from rlhf.store.models import ModelVersion
+
+    with session_scope() as db:
+        require(db, s.username, ADMINS, "list models")
+        versions = db.execute(select(ModelVersion.name, ModelVersion.version)
+                              .order_by(ModelVersion.name, ModelVersion.version.desc())).all()
+    latest = [f"{n}@latest" for n in dict.fromkeys(n for n, _ in versions)]
+    return latest + [f"{n}@v{v}" for n, v in versions] + [BUILTIN]
 
 
 def admin_jobs(s: UserSession, limit: int = 5) -> str:

@@ -235,9 +235,12 @@ def next_assignment(session: Session, user: User, kind: str, _synced: bool = Fal
         session.flush()
         return current
     settings = get_settings(session)
-    candidates = session.scalars(select(LabelItem.id).where(_available(user.id, kind, settings, now))
-                                 .order_by(LabelItem.id).limit(20)).all()
-    for item_id in candidates:
+    for attempt in range(3):
+        # the oldest available item (an item's N rankings complete together: agreement can be measured early)
+        item_id = session.scalar(select(LabelItem.id).where(_available(user.id, kind, settings, now))
+                                 .order_by(LabelItem.id).limit(1))
+        if item_id is None:
+            break
         a = Assignment(item_id=item_id, user_id=user.id, kind=kind, status="assigned", assigned_at=now,
                        shown_at=now, seconds=0.0)
         session.add(a)
@@ -247,12 +250,13 @@ def next_assignment(session: Session, user: User, kind: str, _synced: bool = Fal
             session.rollback()
             return open_assignment(session, user, kind)
         # we now hold the write lock (SQLite) or the row (PostgreSQL): recount, and give the place
-        # back if a concurrent caller filled the item's overlap first
+        # back if a concurrent caller filled the item's overlap first; the next query, made under
+        # the lock, sees every place taken
         if places_taken(session, item_id, settings, now) <= overlap(settings, kind):
             return a
         session.delete(a)
         session.flush()
-    if not _synced and not candidates:
+    if not _synced and attempt == 0 and item_id is None:
         if any(sync_items(session).values()):
             return next_assignment(session, user, kind, _synced=True)
     return None

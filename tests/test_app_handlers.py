@@ -10,6 +10,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from sqlalchemy import func, select
@@ -134,6 +135,7 @@ ADMIN_CALLS = {
     "get_settings": lambda s: h.admin_get_settings(s),
     "save_settings": lambda s: h.admin_save_settings(s, rank_overlap=1),
     "refresh_queue": lambda s: h.admin_refresh_queue(s),
+    "model_choices": lambda s: h.admin_model_choices(s),
 }
 
 
@@ -148,6 +150,24 @@ def test_admin_handlers_refuse_everyone_but_admins(home, action, who):
     with session_scope() as db:  # nothing happened
         assert db.scalar(select(User).where(User.name == "mallory")) is None
         assert queue.get_settings(db)["rank_overlap"] == queue.DEFAULTS["rank_overlap"]
+
+
+def test_ui_listeners_turn_refusals_into_gr_errors(home):
+    """The gradio layer passes the logged-in name on: a hand-made API call to an admin listener is refused too."""
+    import gradio as gr
+
+    from labeling_app import app as ui
+
+    as_ana, as_root = SimpleNamespace(username="ana"), SimpleNamespace(username="root")
+    for listener, args in ((ui.on_admin_refresh, ()), (ui.on_admin_sync, ()), (ui.on_admin_jobs, ()),
+                           (ui.on_admin_create_user, ("mallory", "admin", PASSWORD)),
+                           (ui.on_admin_snapshot, ("prompts", False)), (ui.on_admin_import, (None,))):
+        with pytest.raises(gr.Error, match="needs the admin role"):
+            listener(as_ana, UserSession(), *args)
+    counts = ui.on_admin_refresh(as_root, UserSession())[0]
+    assert ["users", "admin", 1] in counts
+    with pytest.raises(gr.Error, match="not logged in"):
+        ui.on_load(SimpleNamespace(username=None), UserSession())
 
 
 @pytest.mark.parametrize("call", [h.write_next, h.rank_next, lambda s: h.write_submit(s, "x"),
@@ -385,12 +405,14 @@ def test_concurrent_double_submits_store_one_row(home):
         mine = me("ana")
         mine.rank_assignment = v.assignment_id
         barrier.wait()
-        return h.rank_submit(mine, [1, 2, 3, 4]).status
+        return h.rank_submit(mine, [1, 2, 3, 4])
 
     with ThreadPoolExecutor(8) as pool:
-        statuses = list(pool.map(submit, range(8)))
-    assert sorted(statuses) == ["duplicate"] * 7 + ["stored"]
-    assert count(Ranking) == 1
+        receipts = list(pool.map(submit, range(8)))
+    assert sorted(r.status for r in receipts) == ["duplicate"] * 7 + ["stored"]
+    with session_scope() as db:
+        (only,) = db.scalars(select(Ranking.id)).all()
+    assert {r.id for r in receipts} == {only}  # every duplicate names the row that was stored
 
 
 def test_two_tabs_get_the_same_open_item(home):
