@@ -7,6 +7,7 @@
 - `api.py`      the JSON API (`/api/...`) used by scripts and `bench/app_load.py`
 - `render.py`   escaped HTML of conversations and candidates; CSS; keyboard shortcuts
 - `state.py`    the small per-tab session state
+- `review_pages.py` the experts' pages (issue 6), laid out by `build_ui` after the annotator tabs
 
 Imports `rlhf`, never `stages`.
 """
