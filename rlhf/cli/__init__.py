@@ -18,7 +18,7 @@ app = typer.Typer(help="RLHF alignment service: data, registry, models.", no_arg
 def _register() -> None:
     from rlhf.cli import data  # noqa: F401  import, registry, models
 
-    for optional in ("rm", "app", "review"):  # command groups added by later parts of the project
+    for optional in ("rm", "users", "review"):  # command groups added by later parts of the project
         try:
             __import__(f"rlhf.cli.{optional}")
         except ModuleNotFoundError as e:

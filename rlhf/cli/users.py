@@ -86,11 +86,3 @@ def users_list():
             login = "simulated" if u.simulated else ("can log in" if u.password_hash else "no password")
             typer.echo(f"{u.name:<24} {u.role:<10} {login:<12} {demos.get(u.id, 0):>6} demonstrations {ranks.get(u.id, 0):>6} rankings")
 
-
-# `rlhf.cli` auto-imports this module as `rlhf.cli.app`, and Python then sets the package
-# attribute `app` to the imported module, shadowing the Typer `app` that `main()` and every other
-# command module use. Leaving the Typer object in sys.modules under this name makes the import
-# system bind that object instead (importlib re-reads sys.modules after running a module), so
-# `rlhf.cli.app` stays the Typer app. A rename of this module in `rlhf.cli._register` would make
-# this unnecessary.
-sys.modules[__name__] = app
