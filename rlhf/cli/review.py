@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from rlhf.cli import app
+from rlhf.errors import RlhfError
 
 session_app = typer.Typer(help="Blind A/B review sessions: two model versions, experts pick A, B or tie.",
                           no_args_is_help=True)
@@ -144,7 +145,7 @@ def _act(action: str, reviewer: str, item: str, reason: str | None, text: str | 
             typer.echo(f"{item} rejected by {reviewer}: {reason}")
         else:
             if kind != "demonstration":
-                raise review.RlhfError("only demonstrations can be edited; reject a ranking or adjudicate its prompt")
+                raise RlhfError("only demonstrations can be edited; reject a ranking or adjudicate its prompt")
             res = review.edit_demonstration(s, reviewer, item_id, text or "", reason)
             typer.echo(f"demonstration:{res.new.id} (version {res.new.version} of {item}) approved; "
                        f"preference ranking:{res.preference.id} (edited > original) added")
