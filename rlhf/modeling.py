@@ -74,6 +74,8 @@ def builtin_path() -> Path:
     final = paths.models_dir() / BUILTIN
     if (final / "config.json").exists():
         return final
+    if final.is_symlink() or (final.exists() and not any(final.iterdir())):  # a dangling link or an empty folder
+        final.unlink() if final.is_symlink() else final.rmdir()
 
     def write(tmp: Path) -> None:
         import torch

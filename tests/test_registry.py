@@ -162,3 +162,18 @@ def test_cli_snapshot_list_show(workspace, tmp_path):
     assert show.returncode == 0 and '"verified": true' in show.stdout and '"rows": 3' in show.stdout
     bad = run_cli("registry", "show", "prompts@v3")
     assert bad.returncode == 2 and bad.stderr.startswith("error: unknown dataset version prompts@v3")
+
+
+def test_dangling_builtin_link_is_replaced(workspace, builtin_cache, tmp_path):
+    from rlhf import modeling
+
+    link = workspace / "models" / modeling.BUILTIN
+    link.unlink()
+    link.symlink_to(tmp_path / "gone")  # e.g. a cache folder that was deleted
+    # the conversion itself is slow; pretend it ran by linking the session's converted copy
+    orig = modeling._atomic_dir
+    modeling._atomic_dir = lambda final, write: (final.symlink_to(builtin_cache), final)[1]
+    try:
+        assert (modeling.builtin_path() / "config.json").exists()
+    finally:
+        modeling._atomic_dir = orig

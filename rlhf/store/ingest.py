@@ -136,7 +136,9 @@ def import_rankings(session: Session, path: str | Path, approved_by: str | None 
             report.duplicates += 1
             continue
         user = get_or_create_user(session, rec["annotator"])
-        r = Ranking(prompt_id=prompt.id, response_ids=ids, order=rec["order"], shown_order=ids, all_bad=rec["all_bad"],
+        # shown_order stays None: a file does not say in which order its annotator saw the answers,
+        # and position-bias statistics must not read the file's order as if it were the screen's
+        r = Ranking(prompt_id=prompt.id, response_ids=ids, order=rec["order"], shown_order=None, all_bad=rec["all_bad"],
                     reason=rec["reason"], annotator_id=user.id if user else None, origin="human", status="pending",
                     content_hash=h)
         session.add(r)
