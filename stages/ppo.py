@@ -1,0 +1,118 @@
+"""PPO stage: `just ppo` = `python -m stages.ppo --config data/configs/ppo.yaml [--key value ...]`.
+
+A recipe: config -> seed -> prompts snapshot -> policy (+ LoRA), reward model, critic -> evaluate
+the SFT policy -> PPO -> evaluate the PPO policy -> save merged -> register `ppo@vN`. Every step is
+one call into `rlhf`. `--resume RUN_DIR` continues a run from its last checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+
+from rlhf import modeling, registry, training
+from rlhf.config import describe, parse_args, seed_everything, to_dict
+from rlhf.errors import RlhfError
+from rlhf.ppo import evaluate, models, rewards
+from rlhf.ppo.config import PPOStageConfig, pin_versions, resumed
+from rlhf.ppo.trainer import PPOTrainer
+from rlhf.rubrics import load_rubric, prompt_text
+from rlhf.store import session_scope
+from rlhf.versions import next_version, register_model
+
+
+def main(argv: list[str] | None = None) -> dict:
+    import torch
+
+    t0 = time.time()
+    # step 1. config (a resumed run takes its stored one), seed, run folder
+    cfg = parse_args(PPOStageConfig, argv)
+    if cfg.resume:
+        cfg, run_dir = resumed(cfg)
+    else:
+        cfg = pin_versions(cfg)
+        run_dir = training.new_run_dir("ppo", cfg.seed)
+    cfg.check()
+    print(f"PPO config:\n{describe(cfg)}\nrun folder: {run_dir}", flush=True)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    seed_everything(cfg.seed)
+    rubric_name, rubric_fn = load_rubric(cfg.rubric)
+
+    # step 2. data: a frozen prompts snapshot; train on split "train", evaluate on "heldout"
+    with session_scope() as s:
+        ds = registry.load(s, cfg.prompts, kind="prompts")
+    train = [r["messages"] for r in ds if r["split"] != "heldout"]
+    heldout = [r["messages"] for r in ds if r["split"] == "heldout"]
+    if not heldout:
+        raise RlhfError(f"{cfg.prompts} has no held-out prompts to evaluate on: tag some prompts 'heldout'")
+    heldout = heldout[:cfg.eval_prompts or None]
+    print(f"data: {cfg.prompts}: {len(train)} train prompts, {len(heldout)} held-out", flush=True)
+
+    # step 3. models: the policy with a fresh LoRA adapter (its reference: the adapter disabled), RM, critic
+    tokenizer = modeling.load_tokenizer(cfg.policy)
+    reward_model, score_fn = rewards.load(cfg, tokenizer)
+    model = models.build(cfg, modeling.resolve(cfg.policy), reward_model)
+    trainable, total = training.count_params(model)
+    print(f"model: {cfg.policy} + LoRA on the top {cfg.lora_layers or 'all'} blocks, critic {cfg.value_model}: "
+          f"{trainable:,} trainable of {total:,} parameters", flush=True)
+
+    # step 4. the SFT policy on held-out prompts (the same model, adapter disabled)
+    sft = evaluate.evaluate(model, tokenizer, heldout, score_fn, rubric_fn, cfg, use_adapter=False)
+    print(f"SFT on held-out: {json.dumps({k: round(v, 4) for k, v in sft['summary'].items()})}", flush=True)
+
+    # step 5. PPO
+    trainer = PPOTrainer(cfg, model, tokenizer, train, score_fn, run_dir)
+    if cfg.resume:
+        print(f"resuming from update {trainer.resume(run_dir)}", flush=True)
+    t_train = time.time()
+    history = trainer.train()
+    train_seconds = time.time() - t_train
+
+    # step 6. the PPO policy on the same held-out prompts, and its win rate over SFT by the rubric
+    ppo = evaluate.evaluate(model, tokenizer, heldout, score_fn, rubric_fn, cfg, use_adapter=True)
+    win = evaluate.win_rate(ppo["rubric"], sft["rubric"])
+
+    # step 7. save the merged policy and register it (model folder renamed into place, then one transaction)
+    samples = [{"prompt": prompt_text(m), "sft": a, "ppo": b, "rubric_sft": ra, "rubric_ppo": rb}
+               for m, a, b, ra, rb in zip(heldout, sft["texts"], ppo["texts"], sft["rubric"], ppo["rubric"])]
+    training.write_json(run_dir / "heldout_samples.json", samples)
+    n_done = len([h for h in history if "time/update" in h])
+    metrics = {"sft": sft["summary"], "ppo": ppo["summary"], "win_rate": win, "rubric": rubric_name,
+               "updates": cfg.updates, "episodes": cfg.updates * cfg.batch_size,
+               "seconds_per_update": sum(h["time/update"] for h in history) / max(1, n_done),
+               "train_seconds": round(train_seconds, 1), "final": {k: v for k, v in history[-1].items() if "/" in k}}
+    with session_scope() as s:
+        version = next_version(s, cfg.name)
+        out = training.save_model(model.policy, tokenizer, modeling.paths.models_dir() / cfg.name / f"v{version}",
+                                  merge=cfg.mode != "qlora")
+        mv = register_model(s, name=cfg.name, stage="ppo", base=cfg.policy, path=str(out), dataset_versions=[cfg.prompts],
+                            config=to_dict(cfg), metrics=metrics, seed=cfg.seed, version=version)
+        ref = mv.ref
+    training.write_json(run_dir / "result.json", {"model": ref, "config": to_dict(cfg), "metrics": metrics})
+
+    # step 8. report: before/after table, a few answers, RESULT line
+    rows = [("RM reward", "reward", "{:+.3f}"), (f"rubric {rubric_name}", "rubric", "{:.3f}"),
+            ("KL to SFT (nats/answer)", "kl", "{:.2f}"), ("length (tokens)", "length", "{:.1f}")]
+    print(f"\nPPO {ref} vs SFT {cfg.policy} on {len(heldout)} held-out prompts\n  {'metric':<26}{'SFT':>10}{'PPO':>10}")
+    for label, key, fmt in rows:
+        print(f"  {label:<26}{fmt.format(sft['summary'][key]):>10}{fmt.format(ppo['summary'][key]):>10}")
+    print(f"  {'win rate PPO vs SFT':<26}{'':>10}{win:>10.3f}   (rubric, ties count half)")
+    for smp in samples[:3]:
+        print(f"- {smp['prompt'][:70]}\n    SFT: {smp['sft'][:150]!r}\n    PPO: {smp['ppo'][:150]!r}")
+    print(f"PPO: {metrics['seconds_per_update']:.1f} s/update, {train_seconds:.0f} s training\nrun folder: {run_dir}\nmodel: {out}")
+    result = {"model": ref, "policy": cfg.policy, "reward_model": cfg.reward_model, "prompts": cfg.prompts,
+              "sft": sft["summary"], "ppo": ppo["summary"], "win_rate": win, "updates": cfg.updates,
+              "seconds_per_update": round(metrics["seconds_per_update"], 2), "train_seconds": metrics["train_seconds"],
+              "seconds": round(time.time() - t0, 1)}
+    print("RESULT " + json.dumps({"ppo": result}), flush=True)
+    return result
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except RlhfError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
