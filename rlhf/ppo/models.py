@@ -120,7 +120,7 @@ class PolicyValue(nn.Module):
         return self.value_model is None
 
     def forward(self, trunk: torch.Tensor, attention_mask: torch.Tensor, start: int, value_trunk: torch.Tensor | None = None,
-                with_values: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
+                with_values: bool = True, temperature: float = 1.0) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Logits and values from position `start` on.
 
         Args:
@@ -129,13 +129,19 @@ class PolicyValue(nn.Module):
             start: first position kept (the last prompt token: its logits predict the first response token).
             value_trunk: (B, L, H') the value model's trunk states (value_model != policy_head only).
             with_values: compute the values (False for the reference pass).
+            temperature: logits are divided by it, computed as head(hidden / temperature): the LM head is
+                linear without bias, so that is the same up to rounding on an H- rather than V-wide tensor.
 
         Returns:
-            logits: (B, L - start, V) next-token logits (float32).
+            logits: (B, L - start, V) next-token logits / temperature (float32).
             values: (B, L - start) V(s_t) or None.
         """
         hidden = top_forward(self.policy, trunk, attention_mask, self.start_layer)[:, start:]  # (B, T, H)
-        logits = self.policy.get_base_model().get_output_embeddings()(hidden).float()
+        head = self.policy.get_base_model().get_output_embeddings()
+        if temperature != 1.0 and getattr(head, "bias", None) is None:
+            logits = head(hidden / temperature).float()
+        else:
+            logits = head(hidden).float() / temperature
         values = None
         if with_values:
             if self.value_head is not None:

@@ -12,7 +12,7 @@ RLHF with PPO", https://arxiv.org/abs/2403.17031):
   (Huang et al. "temperature before log-probs"; a top_p < 1 makes the samples slightly off-policy).
 * Log-probs are recomputed with a forward pass (not taken from `generate`), the reference's with the
   LoRA adapter disabled; only the response positions reach the LM head and log-probs are read off
-  with `core.selective_logprobs` (no (B, T, V) log_softmax).
+  with `core.token_logprobs` (fused cross-entropy: no separate (B, T, V) log_softmax).
 * The RM score is given at the last real token, a response that never ended gets
   `missing_eos_penalty`, every token pays `kl_coef * KL_t` (`core.shape_rewards`), advantages are GAE
   and whitened over the real tokens of the batch (`core.gae`, `core.masked_whiten`).
@@ -145,9 +145,9 @@ def forward_window(model: PolicyValue, roll_or_parts, w: Window, temperature: fl
     mask = torch.cat([r.prompt_mask, r.response_mask], dim=1)[w.rows, w.left:stop]
     trunk = r.trunk[w.rows, w.left:stop]
     value_trunk = r.value_trunk[w.rows, w.left:stop] if r.value_trunk is not None else None
-    logits, values = model(trunk, mask, w.start, value_trunk=value_trunk, with_values=with_values)
-    logits = logits / temperature  # Huang et al. 2024: scale by the sampling temperature before log-probs
-    logprobs = core.selective_logprobs(logits, r.response_ids[w.rows, :w.T])
+    # Huang et al. 2024: divide the logits by the sampling temperature before taking log-probs
+    logits, values = model(trunk, mask, w.start, value_trunk=value_trunk, with_values=with_values, temperature=temperature)
+    logprobs = core.token_logprobs(logits, r.response_ids[w.rows, :w.T])
     return logprobs, values, logits
 
 
