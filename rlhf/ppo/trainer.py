@@ -65,7 +65,8 @@ class PPOTrainer:
         self.run_dir.mkdir(parents=True, exist_ok=True)
 
         # Model: the policy and critic, prepared by accelerate (DDP under `accelerate launch`)
-        self.accelerator = accelerator or Accelerator()
+        # cpu=True on machines without CUDA, so `torchrun`/`accelerate launch` processes join one gloo group
+        self.accelerator = accelerator or Accelerator(cpu=not torch.cuda.is_available())
         model.eval()  # no dropout anywhere, so rollout and training forwards agree (ratio 1 at the start)
         self.params = [p for p in model.parameters() if p.requires_grad]
         if not self.params:
