@@ -201,6 +201,20 @@ def test_value_model_on_the_reward_model(toy, tmp_path, tiny_model):
     assert any("value_model" in n and "lora" in n for n in trained) and any("score.modules_to_save" in n for n in trained)
 
 
+def test_qlora_policy_and_critic(toy, tmp_path):
+    """mode qlora: 4-bit NF4 policy and RM (bitsandbytes' CPU fallback here) with LoRA adapters train."""
+    from rlhf import modeling
+
+    path, tok, target = toy
+    rm_dir = modeling.random_model("tiny", tmp_path / "rm", seed=3, num_labels=1)
+    cfg = config(mode="qlora", value_model="rm", reward_model=str(rm_dir), updates=2, lora_layers=1)
+    torch.manual_seed(0)
+    model = models.build(cfg, str(path), modeling.load_model(str(rm_dir), mode="qlora", task="reward"))
+    assert type(models.decoder_of(model.policy).layers[0].self_attn.q_proj).__name__ == "Linear4bit"
+    history = PPOTrainer(cfg, model, tok, PROMPTS, toy_score(target), tmp_path / "run").train()
+    assert history[0]["objective/kl"] == 0.0 and torch.isfinite(torch.tensor(history[1]["loss/value"]))
+
+
 def test_split_forward_equals_model_forward(toy):
     """Trunk states from generation = a forward pass; trunk + top blocks = the model's own logits."""
     path, tok, _ = toy
