@@ -30,7 +30,7 @@ class Sampling:
     max_new_tokens: int = 64  # longest answer in tokens; cut answers stay unfinished (a rubric may penalise that)
     temperature: float = 0.8  # < 1 keeps answers on topic, > 0 keeps the K answers different
     top_p: float = 0.95  # nucleus sampling (Holtzman et al., 2020)
-    batch_size: int = 16  # sequences per generate call (prompts per call = batch_size // k, at least 1)
+    batch_size: int = 64  # sequences per generate call (prompts per call = batch_size // k, at least 1); CPU: 64 beats 16 by ~1.4x
     seed: int = 0  # torch seed of batch i is seed + i
 
     def check(self) -> None:
@@ -100,29 +100,76 @@ def load_prompt_rows(prompts_ref: str, split: str) -> tuple[str, list[dict]]:
     return ref, rows
 
 
+class NucleusTopK:
+    """Top-p (nucleus) sampling among the `top_k` most likely tokens: a LogitsProcessor.
+
+    transformers' TopPLogitsWarper sorts the whole vocabulary (49,152 tokens for SmolLM2) at every step:
+    ~20% of CPU generation time. The nucleus of a 0.95 mass at temperature <= 1 almost always lies within
+    the 256 most likely tokens, so `torch.topk` gives the same distribution (else the nucleus is cut at
+    `top_k` tokens).
+
+    >>> import torch
+    >>> logits = torch.tensor([[2.0, 1.0, 0.0, -1.0]])  # probabilities 0.644, 0.237, 0.087, 0.032
+    >>> NucleusTopK(0.6, top_k=3)(None, logits).isinf().tolist()
+    [[False, True, True, True]]
+    >>> NucleusTopK(0.7, top_k=3)(None, logits).isinf().tolist()
+    [[False, False, True, True]]
+    >>> NucleusTopK(0.99, top_k=3)(None, logits).isinf().tolist()  # cut at top_k
+    [[False, False, False, True]]
+    """
+
+    def __init__(self, top_p: float, top_k: int = 256):
+        self.top_p, self.top_k = top_p, top_k
+
+    def __call__(self, input_ids, scores):  # scores: (B, V) logits after temperature
+        import torch
+
+        k = min(self.top_k, scores.shape[-1])
+        top, idx = torch.topk(scores, k, dim=-1)  # (B, k), sorted descending
+        probs = (top - torch.logsumexp(scores, dim=-1, keepdim=True)).exp()  # normalized over the whole vocabulary
+        drop = probs.cumsum(dim=-1) - probs >= self.top_p  # the mass before this token already reaches top_p
+        top = top.masked_fill(drop, float("-inf"))
+        return torch.full_like(scores, float("-inf")).scatter(-1, idx, top)
+
+
 def sample_answers(model, tokenizer, prompts: list[list[dict]], sampling: Sampling, progress: bool = True) -> list[list[str]]:
-    """K sampled answers (stripped text) per chat prompt: left-padded batches with the KV cache."""
+    """K sampled answers (stripped text) per chat prompt: left-padded batches with the KV cache.
+
+    Each prompt is run through the model once and its KV cache copied K times (prefix sharing), instead of
+    transformers' `num_return_sequences`, which repeats the prompt K times before the prefill.
+    """
     import torch
     from tqdm.auto import tqdm
+    from transformers import DynamicCache, LogitsProcessorList
 
     tokenizer.padding_side = "left"  # generation appends on the right: pads go left
     per_call = max(1, sampling.batch_size // sampling.k)
+    k = sampling.k
+    processors = LogitsProcessorList([NucleusTopK(sampling.top_p)] if sampling.top_p < 1 else [])
     out: list[list[str]] = []
     was_training = model.training
     model.eval()
     batches = range(0, len(prompts), per_call)
-    for i, start in enumerate(tqdm(batches, desc=f"sampling {sampling.k} answers/prompt", unit="batch", disable=not progress)):
+    for i, start in enumerate(tqdm(batches, desc=f"sampling {k} answers/prompt", unit="batch", disable=not progress)):
         chunk = prompts[start:start + per_call]
         texts = [tokenizer.apply_chat_template(m, tokenize=False, add_generation_prompt=True) for m in chunk]
         enc = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
-        torch.manual_seed(sampling.seed + i)
+        ids, mask = enc["input_ids"], enc["attention_mask"]  # (P, T_p)
         with torch.no_grad():
-            seqs = model.generate(**enc, do_sample=True, temperature=sampling.temperature, top_p=sampling.top_p, top_k=0,
-                                  max_new_tokens=sampling.max_new_tokens, num_return_sequences=sampling.k,
+            # prefill all but the last prompt token once per prompt, positions as generate() computes them
+            cache = DynamicCache(config=model.config)
+            positions = (mask.cumsum(-1) - 1).clamp(min=0)
+            model(input_ids=ids[:, :-1], attention_mask=mask[:, :-1], position_ids=positions[:, :-1],
+                  past_key_values=cache, use_cache=True)
+            cache.batch_repeat_interleave(k)  # (P, ...) -> (P*K, ...), the K copies of a prompt adjacent
+            torch.manual_seed(sampling.seed + i)
+            seqs = model.generate(input_ids=ids.repeat_interleave(k, 0), attention_mask=mask.repeat_interleave(k, 0),
+                                  past_key_values=cache, do_sample=True, temperature=sampling.temperature, top_p=1.0,
+                                  top_k=0, logits_processor=processors, max_new_tokens=sampling.max_new_tokens,
                                   pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
-                                  use_cache=True)  # (P*K, T_p + T_n), the K samples of a prompt adjacent
-        answers = tokenizer.batch_decode(seqs[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
-        out.extend([a.strip() for a in answers[j * sampling.k:(j + 1) * sampling.k]] for j in range(len(chunk)))
+                                  use_cache=True)  # (P*K, T_p + T_n)
+        answers = tokenizer.batch_decode(seqs[:, ids.shape[1]:], skip_special_tokens=True)
+        out.extend([a.strip() for a in answers[j * k:(j + 1) * k]] for j in range(len(chunk)))
     model.train(was_training)
     return out
 

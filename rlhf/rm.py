@@ -33,7 +33,8 @@ class RMStageConfig:
     mode: str = field("lora", "lora | full | head (only the reward head trains) | qlora (4-bit NF4 + LoRA)", MODES)
     lora_r: int = field(16, "LoRA rank (lora, qlora)")
     lora_alpha: int = field(32, "LoRA alpha (scale = alpha / r)")
-    lora_layers: int = field(0, "LoRA on the top N transformer layers only (0 = all): backward stops there, ~2x faster on CPU")
+    lora_layers: int = field(0, "LoRA on the top N transformer layers only (0 = all): backward stops there, faster on CPU")
+    keep_layers: int = field(0, "keep only the bottom N transformer layers of the base (0 = all): a shallower, faster RM")
     # Data
     dataset: str = field("preferences@latest", "preferences snapshot: prompt/chosen/rejected conversations")
     max_length: int = field(256, "longest prompt + answer in tokens; longer prompts are cut from the left, answers never")
@@ -132,11 +133,27 @@ def lora_target(num_layers: int, top: int) -> str | list[str]:
     return rf".*\.layers\.({layers})\.(self_attn|mlp)\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)"
 
 
+def truncate_layers(model, keep: int) -> None:
+    """Keep the bottom `keep` decoder layers (and the final norm + head): the saved config says so, so it reloads as is."""
+    layers = model.model.layers
+    if not 0 < keep <= len(layers):
+        raise RlhfError(f"--keep-layers {keep}: the model has {len(layers)} layers")
+    model.model.layers = layers[:keep]
+    model.config.num_hidden_layers = keep
+    if getattr(model.config, "layer_types", None):
+        model.config.layer_types = model.config.layer_types[:keep]
+
+
 def build_model(cfg: RMStageConfig, resolved):
     """(model with one reward output, peft config or None); `head` freezes everything but the `score` head."""
     from rlhf import modeling
 
+    if cfg.mode == "qlora" and cfg.keep_layers:
+        raise RlhfError(f"--mode qlora saves a LoRA adapter for the unchanged base, which --keep-layers {cfg.keep_layers} "
+                        "would not match: use --keep-layers 0 with qlora")
     model = modeling.load_model(resolved, mode=cfg.mode, task="reward", num_labels=1)
+    if cfg.keep_layers:
+        truncate_layers(model, cfg.keep_layers)
     peft_config = None
     if cfg.mode in ("lora", "qlora"):
         peft_config = modeling.lora_config("SEQ_CLS", r=cfg.lora_r, alpha=cfg.lora_alpha)
@@ -148,6 +165,18 @@ def build_model(cfg: RMStageConfig, resolved):
     elif cfg.mode == "head":
         modeling.freeze_all_but_head(model, "score")
     return model, peft_config
+
+
+def undo_bf16_on_cpu(model) -> None:
+    """trl casts the trainable parameters of a 4-bit model to bfloat16 (for GPU autocast); a CPU run has no
+    autocast, so put them back to float32, the dtype the dequantized activations have there."""
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    for p in model.parameters():
+        if p.requires_grad and p.dtype == torch.bfloat16:
+            p.data = p.data.float()
 
 
 # --- scoring ----------------------------------------------------------------------------------

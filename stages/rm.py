@@ -14,7 +14,7 @@ from rlhf import modeling, registry, training
 from rlhf.config import describe, parse_args, seed_everything, to_dict
 from rlhf.errors import RlhfError
 from rlhf.pairs import split_pairs
-from rlhf.rm import RMStageConfig, build_model, evaluate, rubric_for, tokenize_pairs
+from rlhf.rm import RMStageConfig, build_model, evaluate, rubric_for, tokenize_pairs, undo_bf16_on_cpu
 from rlhf.store import session_scope
 from rlhf.versions import next_version, register_model
 
@@ -52,6 +52,8 @@ def main(argv: list[str] | None = None) -> dict:
     args = RewardConfig(**training.trainer_args(cfg, run_dir), disable_dropout=True,
                         center_rewards_coefficient=cfg.center_rewards_coefficient or None)
     trainer = RewardTrainer(model=model, args=args, train_dataset=train_ds, processing_class=tokenizer, peft_config=peft_config)
+    if cfg.mode == "qlora":
+        undo_bf16_on_cpu(trainer.model)
     trainable, total = training.count_params(trainer.model)
     print(f"model: {cfg.model} ({cfg.mode}): {trainable:,} trainable of {total:,} parameters", flush=True)
 
@@ -78,12 +80,11 @@ def main(argv: list[str] | None = None) -> dict:
     training.write_json(run_dir / "result.json", {"model": ref, "config": config, "metrics": metrics})
 
     # step 7. report
-    print(f"\nRM {ref} on {len(eval_rows)} held-out pairs ({how}):\n  {'metric':<22} {'before':>8} {'after':>8}")
-    for k in SHOWN:
-        if after.get(k) is not None:
-            print(f"  {k:<22} {before.get(k, float('nan')):>8.3f} {after[k]:>8.3f}")
-    for k in sorted(k for k in after if k.startswith("accuracy/tag/")):
-        print(f"  {k:<22} {before[k]:>8.3f} {after[k]:>8.3f}")
+    shown = [k for k in SHOWN if after.get(k) is not None] + sorted(k for k in after if k.startswith("accuracy/tag/"))
+    width = max(len(k) for k in shown)
+    print(f"\nRM {ref} on {len(eval_rows)} held-out pairs ({how}):\n  {'metric':<{width}} {'before':>8} {'after':>8}")
+    for k in shown:
+        print(f"  {k:<{width}} {before.get(k, float('nan')):>8.3f} {after[k]:>8.3f}")
     print(f"run folder (loss.png, result.json): {run_dir}\nmodel: {out}")
     result = {"model": ref, "dataset": dataset_ref, "accuracy": after["accuracy"], "accuracy_before": before["accuracy"],
               "accuracy_rubric": after.get("accuracy/rubric"), "ece": after["calibration/ece"],

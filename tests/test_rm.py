@@ -145,3 +145,18 @@ def test_bad_inputs(workspace, tmp_path, tiny_model):
         stage.main(["--model", str(tiny_model), "--dataset", "prompts@latest", "--report-to", "none"])
     not_rm = run_cli("score", "--model", str(tiny_model), str(write_jsonl(tmp_path / "x.jsonl", [{"prompt": "a", "response": "b"}])))
     assert not_rm.returncode == 2 and "not a reward model" in not_rm.stderr
+
+
+def test_qlora_mode_trains_and_scores(workspace, tmp_path, tiny_model):
+    """4-bit NF4 base + LoRA (bitsandbytes CPU fallback): trains, saves an adapter, scores through `rlhf score`."""
+    pytest.importorskip("bitsandbytes")
+    from stages import rm as stage
+
+    ref = _toy_preferences(tmp_path, n_prompts=8, n_heldout=2)
+    with pytest.raises(RlhfError, match="keep-layers 0"):
+        stage.main(["--model", str(tiny_model), "--mode", "qlora", "--keep-layers", "1", "--dataset", ref, "--report-to", "none"])
+    result = stage.main(["--model", str(tiny_model), "--mode", "qlora", "--dataset", ref, "--epochs", "1",
+                         "--report-to", "none", "--max-length", "64"])
+    out = run_cli("score", "--model", result["model"], str(write_jsonl(tmp_path / "s.jsonl", [{"prompt": "Hi", "response": "Hello."}])))
+    assert out.returncode == 0, out.stderr
+    assert "reward" in json.loads(out.stdout.splitlines()[0])

@@ -25,7 +25,7 @@ def generate(model: Annotated[str, typer.Option(help="built-in name, local HF fo
              max_new_tokens: Annotated[int, typer.Option(help="longest answer in tokens")] = 64,
              temperature: Annotated[float, typer.Option(help="sampling temperature")] = 0.8,
              top_p: Annotated[float, typer.Option(help="nucleus sampling mass")] = 0.95,
-             batch_size: Annotated[int, typer.Option(help="sequences per generate call")] = 16,
+             batch_size: Annotated[int, typer.Option(help="sequences per generate call")] = 64,
              seed: Annotated[int, typer.Option(help="sampling seed")] = 0):
     """Sample K answers per prompt and store them as candidates to rank (skips prompts that already have K)."""
     from rlhf.generate import Sampling, generate_candidates

@@ -1,0 +1,153 @@
+"""Reward-model throughput: our stage's settings vs trl RewardTrainer defaults, same model, data and batch.
+
+    python bench/rm.py                                # CPU, tiny random-init SmolLM2-shaped model
+    python bench/rm.py --device cuda --size 360m      # on a GPU (sizes: tiny, 135m, 360m, 1.7b)
+
+Each side runs in its own subprocess (clean peak-memory figures) for the same number of optimizer
+steps on the same conversational preference rows, some with prompts longer than max length.
+Reports pairs/s, real (non-padding) tokens/s, peak memory, and how many of the given pairs each
+side trains on. Ends with `RESULT {json}`.
+
+"trl" = RewardTrainer with its defaults: it tokenizes the conversations itself, drops every pair
+longer than max_length, full fine-tuning, activation checkpointing on, bf16 only where the device
+has it. "Ours" = what stages/rm.py does (rlhf.rm.RMStageConfig defaults): prompts cut from the
+left so no pair is dropped (pre-tokenized `chosen_ids`/`rejected_ids`), LoRA on the mode and layers
+the config says, no activation checkpointing, fused AdamW on CUDA.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+
+def synthetic_pairs(n: int, seed: int, max_prompt_words: int) -> list[dict]:
+    """Conversational prompt/chosen/rejected rows; a fifth have very long prompts (what trl would drop)."""
+    import random
+
+    rng = random.Random(seed)
+    vocab = "the a model answer data token train reward policy value kernel batch cache memory speed gpu cpu".split()
+    rows = []
+    for i in range(n):
+        words = max_prompt_words * 4 if i % 5 == 0 else rng.randint(5, max_prompt_words)
+        q = " ".join(rng.choice(vocab) for _ in range(words))
+        a, b = (" ".join(rng.choice(vocab) for _ in range(rng.randint(10, 50))) for _ in range(2))
+        rows.append({"prompt": [{"role": "user", "content": q}], "chosen": [{"role": "assistant", "content": a}],
+                     "rejected": [{"role": "assistant", "content": b}], "prompt_id": f"p{i}", "split": "train"})
+    return rows
+
+
+def run_side(args) -> dict:
+    import datasets
+    import torch
+    from trl import RewardConfig, RewardTrainer
+
+    from rlhf import modeling
+    from rlhf.rm import RMStageConfig, build_model, tokenize_pairs
+
+    torch.manual_seed(args.seed)
+    cuda = args.device == "cuda"
+    tmp = Path(tempfile.mkdtemp(prefix="bench-rm-"))
+    os.environ.setdefault("RLHF_HOME", str(tmp / "home"))
+    model_dir = modeling.random_model(args.size, tmp / "model", seed=args.seed, num_labels=1)
+    tok = modeling.load_tokenizer(str(model_dir))
+    rows = datasets.Dataset.from_list(synthetic_pairs(args.rows, args.seed, args.max_prompt_words))
+    common = dict(output_dir=str(tmp / "out"), per_device_train_batch_size=args.batch_size, max_steps=args.steps,
+                  logging_steps=10_000, save_strategy="no", report_to=[], seed=args.seed, max_length=args.max_length,
+                  bf16=cuda, use_cpu=not cuda, disable_tqdm=True, dataloader_num_workers=0)
+    dtype = torch.bfloat16 if cuda else torch.float32
+    if args.side == "ours":
+        cfg = RMStageConfig(model=str(model_dir), max_length=args.max_length, batch_size=args.batch_size)
+        model, peft_config = build_model(cfg, modeling.resolve(str(model_dir)))
+        model = model.to(device=args.device, dtype=dtype)
+        train = tokenize_pairs(rows, tok, args.max_length, progress=False).select_columns(["chosen_ids", "rejected_ids"])
+        extra = dict(activation_checkpointing=False, gradient_checkpointing=False, learning_rate=cfg.lr,
+                     optim="adamw_torch_fused" if cuda else "adamw_torch",
+                     center_rewards_coefficient=cfg.center_rewards_coefficient or None)
+        mode = cfg.mode + (f", top {cfg.lora_layers} layers" if cfg.lora_layers else "") + (
+            f", {cfg.keep_layers} layers kept" if cfg.keep_layers else "")
+    else:
+        model = modeling.load_model(str(model_dir), mode="full", task="reward", dtype=dtype).to(args.device)
+        peft_config, train, extra, mode = None, rows.select_columns(["prompt", "chosen", "rejected"]), {}, "full"  # trl defaults
+    trainer = RewardTrainer(model=model, args=RewardConfig(**common, **extra), train_dataset=train, processing_class=tok,
+                            peft_config=peft_config)
+    kept = len(trainer.train_dataset)
+    counted = {"tokens": 0, "pairs": 0}
+    orig_step = trainer.training_step
+
+    def counting_step(model, inputs, *a, **k):
+        counted["tokens"] += int(inputs["attention_mask"].sum())
+        counted["pairs"] += inputs["input_ids"].shape[0] // 2
+        return orig_step(model, inputs, *a, **k)
+
+    trainer.training_step = counting_step
+    if cuda:
+        torch.cuda.reset_peak_memory_stats()
+        torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    trainer.train()
+    if cuda:
+        torch.cuda.synchronize()
+    seconds = time.perf_counter() - t0
+    out = {"side": args.side, "mode": mode, "seconds": round(seconds, 2), "pairs": counted["pairs"],
+           "pairs_per_s": round(counted["pairs"] / seconds, 2), "tokens_per_s": round(counted["tokens"] / seconds, 1),
+           "pairs_kept": kept, "pairs_given": len(rows), "loss": trainer.state.log_history[-1].get("train_loss")}
+    if cuda:
+        out["peak_mem_gib"] = round(torch.cuda.max_memory_allocated() / 2**30, 2)
+        out["device_name"] = torch.cuda.get_device_name()
+    else:
+        out["peak_mem_gib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2)  # peak RSS
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
+    ap.add_argument("--size", default="tiny", help="tiny | 135m | 360m | 1.7b (random-init SmolLM2 shapes)")
+    ap.add_argument("--rows", type=int, default=200, help="preference pairs given to each side")
+    ap.add_argument("--steps", type=int, default=10)
+    ap.add_argument("--batch-size", type=int, default=8)
+    ap.add_argument("--max-length", type=int, default=256)
+    ap.add_argument("--max-prompt-words", type=int, default=60)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--side", choices=("ours", "trl"), help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.side:
+        print("SIDE " + json.dumps(run_side(args)), flush=True)
+        return
+
+    results = {}
+    for side in ("trl", "ours"):
+        cmd = [sys.executable, __file__, "--side", side] + sys.argv[1:]
+        proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
+        line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("SIDE ")), None)
+        if proc.returncode != 0 or line is None:
+            print(proc.stdout[-2000:], proc.stderr[-4000:], file=sys.stderr)
+            sys.exit(f"bench/rm.py: the {side} side failed")
+        results[side] = json.loads(line[5:])
+    ours, trl = results["ours"], results["trl"]
+    ratios = {k: round(ours[k] / trl[k], 2) for k in ("pairs_per_s", "tokens_per_s", "peak_mem_gib") if trl[k]}
+    print(f"RM benchmark: {args.size} on {args.device}, batch {args.batch_size} pairs, max length {args.max_length}, "
+          f"{args.steps} steps")
+    print(f"{'':<16}{'trl defaults':>16}{'ours':>22}{'ours/trl':>10}")
+    print(f"{'mode':<16}{trl['mode']:>16}{ours['mode']:>22}")
+    for key, fmt in (("pairs_per_s", ".2f"), ("tokens_per_s", ".1f"), ("peak_mem_gib", ".2f")):
+        print(f"{key:<16}{trl[key]:>16{fmt}}{ours[key]:>22{fmt}}{ratios.get(key, float('nan')):>10.2f}")
+    print(f"{'pairs trained':<16}{str(trl['pairs_kept']) + '/' + str(trl['pairs_given']):>16}"
+          f"{str(ours['pairs_kept']) + '/' + str(ours['pairs_given']):>22}")
+    print("RESULT " + json.dumps({"bench": "rm", "device": args.device, "size": args.size, "trl": trl, "ours": ours,
+                                  "ratios": ratios}))
+
+
+if __name__ == "__main__":
+    main()
