@@ -239,7 +239,7 @@ def bt_ece(margins: list[float], bins: int = 10) -> float:
     ECE = sum over equal-width confidence bins of (share of pairs) * |accuracy - mean confidence|
     (Guo et al., 2017). 0 is perfectly calibrated.
 
-    >>> bt_ece([0.0, 0.0])  # p = 0.5, coin flips that say so: calibrated... but never "correct"
+    >>> bt_ece([0.0, 0.0])  # p = 0.5 is never "correct" (a tie), at confidence 0.5
     0.5
     """
     if not margins:

@@ -87,7 +87,8 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"  {k:<{width}} {before.get(k, float('nan')):>8.3f} {after[k]:>8.3f}")
     print(f"run folder (loss.png, result.json): {run_dir}\nmodel: {out}")
     result = {"model": ref, "dataset": dataset_ref, "accuracy": after["accuracy"], "accuracy_before": before["accuracy"],
-              "accuracy_rubric": after.get("accuracy/rubric"), "ece": after["calibration/ece"],
+              "accuracy_rubric": after.get("accuracy/rubric"), "accuracy_rubric_before": before.get("accuracy/rubric"),
+              "rubric": rubric, "ece": after["calibration/ece"],
               "length_corr": after["reward/length_corr"], "train_pairs": len(train_ds), "eval_pairs": len(eval_rows),
               "train_seconds": metrics["train_seconds"], "seconds": round(time.time() - t0, 1)}
     print("RESULT " + json.dumps({"rm": result}), flush=True)
