@@ -18,8 +18,9 @@ trl==1.12.0`, reading everything else, torch, transformers, peft, accelerate, fr
 environment through a .pth file, so both sides run the very same library versions except trl).
 
 "ours" runs twice: `ours-same` with trl's own structure (LoRA on all blocks, a critic with its own
-adapter on the reward model) and `ours` with the defaults of data/configs/ppo.yaml for `lora_layers`
-and `value_model` (LoRA on the top blocks, value head on the policy).
+adapter on the reward model, float32 sampling) and `ours` with the defaults of data/configs/ppo.yaml
+for `lora_layers`, `value_model` and `sample_dtype` (LoRA on the top blocks, value head on the
+policy, a bf16 sampling copy where the CPU has native bf16).
 """
 
 from __future__ import annotations
@@ -123,7 +124,7 @@ def worker_trl(args) -> dict:
 # --- our worker ------------------------------------------------------------------------------------------------
 
 
-def worker_ours(args, lora_layers: int, value_model: str) -> dict:
+def worker_ours(args, lora_layers: int, value_model: str, sample_dtype: str) -> dict:
     sys.path.insert(0, str(REPO))
     import torch
 
@@ -135,6 +136,7 @@ def worker_ours(args, lora_layers: int, value_model: str) -> dict:
     mp = Path(args.models)
     tok = modeling.load_tokenizer(str(mp / "policy"))
     cfg = PPOStageConfig(policy=str(mp / "policy"), reward_model=str(mp / "rm"), lora_layers=lora_layers, value_model=value_model,
+                         sample_dtype=sample_dtype,
                          updates=args.updates, batch_size=args.batch_size, num_minibatches=1, ppo_epochs=args.ppo_epochs,
                          max_new_tokens=args.response_length, temperature=0.7, lr=args.lr, kl_coef=0.05, missing_eos_penalty=0.0,
                          normalize_rewards=False, checkpoint_every=10**6, samples_every=0, report_to="none", seed=args.seed)
@@ -223,7 +225,8 @@ def main() -> None:
             yaml_cfg = yaml.safe_load((REPO / "data" / "configs" / "ppo.yaml").read_text())
             same = args.worker == "ours-same"
             out = worker_ours(args, 0 if same else int(yaml_cfg.get("lora_layers", 0)),
-                              "rm" if same else yaml_cfg.get("value_model", "rm"))
+                              "rm" if same else yaml_cfg.get("value_model", "rm"),
+                              "float32" if same else yaml_cfg.get("sample_dtype", "auto"))
         print("WORKER " + json.dumps(out), flush=True)
         return
 

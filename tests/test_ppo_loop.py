@@ -65,7 +65,8 @@ def toy_score(target):
 def config(**overrides) -> PPOStageConfig:
     base = dict(value_model="policy_head", reward_model="rubric:toy", updates=4, batch_size=8, num_minibatches=2, ppo_epochs=2,
                 max_new_tokens=8, lora_layers=0, lora_r=8, lora_alpha=16, lr=3e-3, kl_coef=0.01, missing_eos_penalty=0.0,
-                normalize_rewards=True, checkpoint_every=2, samples_every=2, report_to="none", seed=0)
+                normalize_rewards=True, checkpoint_every=2, samples_every=2, report_to="none", seed=0,
+                sample_dtype="float32")  # the toy's peaky float32 logits lose too much in a bf16 copy
     return PPOStageConfig(**{**base, **overrides})
 
 
@@ -109,7 +110,7 @@ def test_first_minibatch_kl_zero_ratio_one(toy, tmp_path):
 
 
 def test_reference_never_changes(toy, tmp_path):
-    tr = trainer(toy, tmp_path / "run", lr=1e-2)
+    tr = trainer(toy, tmp_path / "run", lr=1e-2, kl_stop=0.0)
     ids, mask = fixed_batch(tr)
     ref_before, pol_before = logits_of(tr, ids, mask, False), logits_of(tr, ids, mask, True)
     assert torch.equal(ref_before, pol_before)
@@ -218,7 +219,7 @@ def test_qlora_policy_and_critic(toy, tmp_path):
 def test_split_forward_equals_model_forward(toy):
     """Trunk states from generation = a forward pass; trunk + top blocks = the model's own logits."""
     path, tok, _ = toy
-    cfg = config(lora_layers=1)
+    cfg = config(lora_layers=1, sample_dtype="float32")
     torch.manual_seed(0)
     model = models.build(cfg, str(path))
     for n, p in model.named_parameters():
@@ -234,6 +235,23 @@ def test_split_forward_equals_model_forward(toy):
         full = model.policy(input_ids=seq, attention_mask=seq_mask.long(), position_ids=models.position_ids_of(seq_mask)).logits
         split, _ = model(trunk, seq_mask[:, :-1], ids.shape[1] - 1)
         torch.testing.assert_close(split, full[:, ids.shape[1] - 1:-1].float(), atol=1e-4, rtol=1e-4)
+
+
+def test_bf16_sampling_copy(toy, tmp_path):
+    """sample_dtype bfloat16: rollouts sample from a bf16 copy whose adapter follows the policy's; log-probs stay float32."""
+    tr = trainer(toy, tmp_path / "run", sample_dtype="bfloat16")
+    m = tr.unwrapped
+    assert m.sampler is not None and next(m.sampler.parameters()).dtype == torch.bfloat16
+    assert m.sampler.get_input_embeddings().weight.data_ptr() != m.policy.get_input_embeddings().weight.data_ptr()
+    history = tr.train(stop_after=2)
+    assert history[0]["objective/kl"] == 0.0 and history[0]["policy/first_ratio_dev"] < 1e-5
+    m.generator()  # syncs the copy
+    sampler_params = dict(m.sampler.named_parameters())
+    for name, p in m.policy.named_parameters():
+        if p.requires_grad:
+            torch.testing.assert_close(sampler_params[name].float(), p.float(), atol=1e-2, rtol=1e-2)
+            assert not sampler_params[name].requires_grad
+    assert all(n.startswith("policy.") or n.startswith("value_head") for n, p in m.named_parameters() if p.requires_grad)
 
 
 def test_bad_settings_are_clear_errors(toy, tmp_path):

@@ -38,6 +38,7 @@ class PPOStageConfig:
     max_new_tokens: int = field(48, "response budget in tokens; responses without EOS by then get missing_eos_penalty")
     temperature: float = field(0.7, "sampling temperature; log-probs use logits / temperature too (Huang et al. 2024)")
     top_p: float = field(1.0, "nucleus sampling; < 1 makes the samples slightly off-policy")
+    sample_dtype: str = field("auto", "sample from a copy in this precision: auto = bfloat16 on CPUs with native bf16 (AVX512-BF16/AMX), else none", ("auto", "bfloat16", "float32"))
     # PPO
     updates: int = field(40, "PPO updates (one rollout + optimisation each)")
     batch_size: int = field(8, "episodes (prompt + sampled response) per update")

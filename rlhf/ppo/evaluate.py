@@ -30,14 +30,15 @@ def answer(model: PolicyValue, tokenizer, messages: list[list[dict]], cfg, use_a
     """Answers to `messages` (greedy or sampled at cfg.temperature) and, for sampled answers, their sequence KL."""
     encoded = rollout.encode_prompts(tokenizer, messages, cfg.max_prompt_length)
     texts, lengths, kls = [], [], []
-    off = contextlib.nullcontext() if use_adapter else model.policy.disable_adapter()
+    off = contextlib.nullcontext() if use_adapter else model.adapter_disabled()
     with torch.random.fork_rng(devices=[]), off:
         torch.manual_seed(seed)
         for sl in _batches(len(messages), cfg.eval_batch_size):
             ids, mask = rollout.left_pad(encoded[sl], tokenizer.pad_token_id)
             ids, mask = ids.to(model.policy.device), mask.to(model.policy.device)
+            # the float32 policy itself (not the bf16 sampling copy): the model that gets registered
             raw, trunk = rollout.sample(model, ids, mask, cfg.max_new_tokens, cfg.temperature, cfg.top_p,
-                                        tokenizer.eos_token_id, tokenizer.pad_token_id, greedy=greedy)
+                                        tokenizer.eos_token_id, tokenizer.pad_token_id, greedy=greedy, fast=False)
             resp, resp_mask, _ = core.truncate_after_eos(raw, tokenizer.eos_token_id, tokenizer.pad_token_id)
             texts += [t.strip() for t in tokenizer.batch_decode(resp, skip_special_tokens=True)]
             lengths += resp_mask.sum(1).tolist()

@@ -93,9 +93,9 @@ def left_pad(seqs: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Te
 
 
 def sample(model: PolicyValue, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, max_new_tokens: int, temperature: float,
-           top_p: float, eos_id: int, pad_id: int, greedy: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+           top_p: float, eos_id: int, pad_id: int, greedy: bool = False, fast: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
     """Sample one response per prompt with the KV cache (greedy: the argmax instead); keep the trunk states
-    generation computed.
+    generation computed. `fast` samples from the low-precision copy of the policy when there is one.
 
     Returns:
         response_ids: (B, T) raw sampled ids (T <= max_new_tokens: stops once every row has ended).
@@ -108,13 +108,14 @@ def sample(model: PolicyValue, prompt_ids: torch.Tensor, prompt_mask: torch.Tens
                            eos_token_id=eos_id, pad_token_id=pad_id, use_cache=True, return_dict_in_generate=True,
                            output_hidden_states=True)
     device = prompt_ids.device
+    generator = model.generator(fast)
     with torch.inference_mode():
-        out = model.policy.generate(input_ids=prompt_ids, attention_mask=prompt_mask.long(), generation_config=gen)
+        out = generator.generate(input_ids=prompt_ids, attention_mask=prompt_mask.long(), generation_config=gen)
         # hidden_states: one tuple per step (prefill, then one token each) of (layers + 1) tensors (B, n, H)
         trunk = torch.cat([step[model.start_layer] for step in out.hidden_states], dim=1)
     response = out.sequences[:, prompt_ids.shape[1]:]
-    # clone: tensors made under inference_mode cannot enter autograd later
-    return response.clone().to(device), trunk.clone()
+    # clone: tensors made under inference_mode cannot enter autograd later; the top blocks run in the policy's dtype
+    return response.clone().to(device), trunk.to(model.policy.get_input_embeddings().weight.dtype).clone()
 
 
 # --- measuring --------------------------------------------------------------------------------
