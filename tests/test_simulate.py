@@ -85,7 +85,9 @@ def test_simulate_stores_simulated_rankings(workspace, tmp_path):
 
     _seed_store(tmp_path)
     report = simulate_rankings("concise_helpful", 0.0, model_version="sft@v1", annotators=2, overlap=2, progress=False)
-    assert report.added == 12 and report.flipped == 0 and report.pairs == 12 * 6
+    # rubric points: 2.0 (concise, finished), 1.0 ("Bread.": too short), -0.5 (filler, loops), 1.0 (cut off):
+    # the two 1.0 answers tie, so each ranking of 4 gives 6 - 1 = 5 pairs
+    assert report.added == 12 and report.flipped == 0 and report.pairs == 12 * 5
     with session_scope() as s:
         rankings = s.query(Ranking).all()
         users = {u.id: u for u in s.query(User).all()}
@@ -93,7 +95,7 @@ def test_simulate_stores_simulated_rankings(workspace, tmp_path):
         assert all(users[r.annotator_id].simulated and users[r.annotator_id].password_hash is None for r in rankings)
         assert {users[r.annotator_id].name for r in rankings} == {"sim:concise_helpful:0", "sim:concise_helpful:1"}
         assert all(len(r.response_ids) == 4 for r in rankings)  # only sft@v1's responses
-        assert rankings[0].order[0] == [0]  # the concise, finished, on-topic answer is best
+        assert rankings[0].order == [[0], [1, 3], [2]]  # the concise, finished, on-topic answer is best; a tie
     again = simulate_rankings("concise_helpful", 0.0, model_version="sft@v1", annotators=2, overlap=2, progress=False)
     assert again.added == 0 and again.already_ranked == 12
     # snapshots leave simulated (and pending) rankings out unless asked
@@ -101,7 +103,7 @@ def test_simulate_stores_simulated_rankings(workspace, tmp_path):
         registry.snapshot(s, "preferences")
     with session_scope() as s:
         dv, _ = registry.snapshot(s, "preferences", registry.SnapshotOptions(include_pending=True, include_simulated=True))
-        assert dv.row_count == 72
+        assert dv.row_count == 60
 
 
 def test_simulate_cli_approve_and_user_rubric(workspace, tmp_path):

@@ -78,7 +78,7 @@ def session_list():
 @session_app.command("judge-simulated")
 def session_judge_simulated(
         session_id: Annotated[str, typer.Argument(metavar="SESSION", help="ab#ID or ID")],
-        rubric: Annotated[str, typer.Option(help="a shipped rubric (concise_helpful, length_only) or path/file.py:function")] = "concise_helpful",
+        rubric: Annotated[str, typer.Option(help="a shipped rubric (concise_helpful, concise_relevant, length_only) or path/file.py:function")] = "concise_helpful",
         tie_margin: Annotated[float, typer.Option(help="rubric scores closer than this are a tie")] = 0.05):
     """Let a rubric play the expert on every item it has not judged (stored as simulated)."""
     from rlhf import ab
