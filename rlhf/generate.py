@@ -32,6 +32,7 @@ class Sampling:
     top_p: float = 0.95  # nucleus sampling (Holtzman et al., 2020)
     batch_size: int = 64  # sequences per generate call (prompts per call = batch_size // k, at least 1); CPU: 64 beats 16 by ~1.4x
     seed: int = 0  # torch seed of batch i is seed + i
+    precision: str = "auto"  # sample in bf16 on a GPU or a CPU with native bf16 (~2x faster there); fp32 | bf16 to force
 
     def check(self) -> None:
         if self.k < 1:
@@ -44,6 +45,10 @@ class Sampling:
             raise RlhfError(f"--top-p {self.top_p}: must be in (0, 1]")
         if self.batch_size < 1:
             raise RlhfError(f"--batch-size {self.batch_size}: must be at least 1")
+        from rlhf.modeling import PRECISIONS
+
+        if self.precision not in PRECISIONS:
+            raise RlhfError(f"--precision {self.precision!r}: expected one of {', '.join(PRECISIONS)}")
 
 
 @dataclass
@@ -160,7 +165,7 @@ def sample_answers(model, tokenizer, prompts: list[list[dict]], sampling: Sampli
             cache = DynamicCache(config=model.config)
             positions = (mask.cumsum(-1) - 1).clamp(min=0)
             model(input_ids=ids[:, :-1], attention_mask=mask[:, :-1], position_ids=positions[:, :-1],
-                  past_key_values=cache, use_cache=True)
+                  past_key_values=cache, use_cache=True, logits_to_keep=1)  # only the cache is kept: skip (P, T_p, V) logits
             cache.batch_repeat_interleave(k)  # (P, ...) -> (P*K, ...), the K copies of a prompt adjacent
             torch.manual_seed(sampling.seed + i)
             seqs = model.generate(input_ids=ids.repeat_interleave(k, 0), attention_mask=mask.repeat_interleave(k, 0),
@@ -211,12 +216,17 @@ def generate_candidates(model_spec: str, prompts_ref: str, sampling: Sampling = 
     # step 2. sample (nothing is written yet)
     resolved = modeling.resolve(model_spec)
     tokenizer = modeling.load_tokenizer(resolved)
-    model = modeling.load_model(resolved, mode="full", task="causal-lm")
+    import torch
+
+    dtype = torch.bfloat16 if modeling.use_bf16(sampling.precision) else torch.float32
+    model = modeling.load_model(resolved, mode="full", task="causal-lm", dtype=dtype)
+    modeling.contiguous_head_input(model)
     answers = sample_answers(model, tokenizer, [r["messages"] for r in todo], sampling, progress)
 
     # step 3. store, one transaction: until a prompt has K distinct non-empty answers from this version
     settings = {"temperature": sampling.temperature, "top_p": sampling.top_p, "max_new_tokens": sampling.max_new_tokens,
-                "seed": sampling.seed, "k": sampling.k}
+                "seed": sampling.seed, "k": sampling.k,
+                "dtype": str(dtype).removeprefix("torch.")}
     with session_scope() as s:
         for row, texts in zip(todo, answers):
             prompt = s.get(Prompt, known[row["prompt_id"]])

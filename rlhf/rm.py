@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 from rlhf.config import field
 from rlhf.errors import RlhfError
-from rlhf.modeling import MODES
+from rlhf.modeling import MODES, PRECISIONS
 from rlhf.training import TRACKING_CHOICES
 
 
@@ -49,6 +49,8 @@ class RMStageConfig:
     warmup_steps: int = field(5, "linear warm-up steps")
     center_rewards_coefficient: float = field(0.01, "weight of mean(r^2), keeps rewards near 0 (Eisenstein et al. 2023, eq. 2); 0 = off")
     activation_checkpointing: bool = field(False, "recompute activations to save memory (slower)")
+    precision: str = field("auto", "bf16 autocast: auto (GPU, or a CPU with native bf16; never qlora on CPU) | bf16 | fp32",
+                           PRECISIONS)
     seed: int = field(0, "seeds python, numpy, torch, the head init, the data order and the eval split")
     # Output
     name: str = field("rm", "registered model name: the result is NAME@vN")

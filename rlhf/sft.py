@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from rlhf.config import field
-from rlhf.modeling import BUILTIN, MODES
+from rlhf.modeling import BUILTIN, MODES, PRECISIONS
 from rlhf.training import TRACKING_CHOICES
 
 
@@ -29,6 +29,8 @@ class SFTStageConfig:
     warmup_steps: int = field(0, "linear warm-up steps")
     packing: bool = field(False, "pack examples into max_length rows (padding-free, BFD)")
     activation_checkpointing: bool = field(False, "recompute activations to save memory (slower)")
+    precision: str = field("auto", "bf16 autocast: auto (GPU, or a CPU with native bf16; never qlora on CPU) | bf16 | fp32",
+                           PRECISIONS)
     seed: int = field(0, "seeds python, numpy, torch and the data order")
     # Output
     name: str = field("sft", "registered model name: the result is NAME@vN")

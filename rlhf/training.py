@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 
 from rlhf import paths
+from rlhf.modeling import use_bf16
 
 TRACKING_CHOICES = ("trackio", "tensorboard", "wandb", "mlflow", "none")
 PROJECT = "rlhf"
@@ -60,7 +61,7 @@ def trainer_args(cfg, run_dir: Path) -> dict:
         report_to=setup_tracking(cfg.report_to),
         project=PROJECT,
         run_name=run_dir.name,
-        bf16=on_gpu,  # trl defaults bf16=True, which a CPU refuses
+        bf16=use_bf16(cfg.precision, cfg.mode),  # autocast; on CPU only where bf16 is native (trl defaults to True)
         use_cpu=not on_gpu,
         activation_checkpointing=cfg.activation_checkpointing,
         gradient_checkpointing=cfg.activation_checkpointing,

@@ -101,3 +101,23 @@ def test_fused_and_plain_adamw_take_the_same_step(model_and_batch):
     opt_b.step()
     for p, c in zip(params, clones):
         assert torch.allclose(p, c, atol=1e-6), f"fused={fused_ok}"
+
+
+def test_bf16_autocast_keeps_the_loss_within_rounding(model_and_batch):
+    """precision=auto trains under bf16 autocast on CPUs with native bf16: same loss up to bf16 rounding (8 bits)."""
+    model, seqs = model_and_batch
+    with torch.no_grad():
+        full = padded_loss(model, seqs)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            low = padded_loss(model, seqs)
+    assert low.dtype == torch.float32  # the loss itself is reduced in float32 under autocast
+    assert abs(low.item() - full.item()) < 0.02 * full.item(), (full.item(), low.item())
+
+
+def test_precision_choice():
+    assert modeling.use_bf16("fp32") is False and modeling.use_bf16("bf16") is True
+    if not torch.cuda.is_available():
+        assert modeling.use_bf16("auto", mode="qlora") is False  # bitsandbytes' CPU path computes in float32
+        assert modeling.use_bf16("auto") is modeling.cpu_has_native_bf16()
+    with pytest.raises(Exception, match="--precision 'half'"):
+        modeling.use_bf16("half")

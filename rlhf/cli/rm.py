@@ -26,12 +26,13 @@ def generate(model: Annotated[str, typer.Option(help="built-in name, local HF fo
              temperature: Annotated[float, typer.Option(help="sampling temperature")] = 0.8,
              top_p: Annotated[float, typer.Option(help="nucleus sampling mass")] = 0.95,
              batch_size: Annotated[int, typer.Option(help="sequences per generate call")] = 64,
-             seed: Annotated[int, typer.Option(help="sampling seed")] = 0):
+             seed: Annotated[int, typer.Option(help="sampling seed")] = 0,
+             precision: Annotated[str, typer.Option(help="auto (bf16 on a GPU or a CPU with native bf16) | bf16 | fp32")] = "auto"):
     """Sample K answers per prompt and store them as candidates to rank (skips prompts that already have K)."""
     from rlhf.generate import Sampling, generate_candidates
 
     sampling = Sampling(k=k, max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, batch_size=batch_size,
-                        seed=seed)
+                        seed=seed, precision=precision)
     report = generate_candidates(model, prompts, sampling, split=split)
     typer.echo(f"{report.model_version} on {report.prompts_ref}: {report.added} responses added for "
                f"{report.prompts_seen - report.prompts_skipped} prompts ({report.prompts_skipped} already had {k}); "
@@ -40,7 +41,7 @@ def generate(model: Annotated[str, typer.Option(help="built-in name, local HF fo
 
 
 @simulate_app.command("rank")
-def simulate_rank(rubric: Annotated[str, typer.Option(help="a shipped rubric (concise_helpful, length_only) or path/to/file.py:function")] = "concise_helpful",
+def simulate_rank(rubric: Annotated[str, typer.Option(help="a shipped rubric (concise_helpful, concise_relevant, length_only) or path/to/file.py:function")] = "concise_helpful",
                   noise: Annotated[float, typer.Option(help="expected fraction of the rubric's pairs flipped, in [0, 0.5]")] = 0.1,
                   model_version: Annotated[str | None, typer.Option(help="rank only responses of this model version (e.g. sft@v1)")] = None,
                   prompts: Annotated[str | None, typer.Option(help="rank only prompts of this snapshot NAME@vN")] = None,

@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from rlhf.errors import RlhfError
+from rlhf.modeling import cpu_has_native_bf16, low_precision_copy
 
 
 def decoder_of(model) -> nn.Module:
@@ -63,31 +64,6 @@ def add_lora(model, lora_layers: int, r: int, alpha: int, task_type: str = "CAUS
                      layers_to_transform=list(range(start, num_layers(model))), layers_pattern="layers",
                      modules_to_save=["score"] if task_type == "SEQ_CLS" else None)
     return get_peft_model(model, cfg, adapter_name=adapter_name, autocast_adapter_dtype=not adapter_dtype_as_base)
-
-
-def cpu_has_native_bf16() -> bool:
-    """True on CPUs that multiply bfloat16 in hardware (AVX512-BF16 or AMX), where a bf16 copy samples ~1.5-2x faster."""
-    try:
-        with open("/proc/cpuinfo") as fh:
-            flags = fh.read()
-    except OSError:
-        return False
-    return " avx512_bf16" in flags or " amx_bf16" in flags
-
-
-def low_precision_copy(model, dtype=torch.bfloat16):
-    """A `dtype` copy of `model` made without a transient float32 duplicate (tied weights stay tied)."""
-    import copy
-
-    memo = {id(p): nn.Parameter(p.detach().to(dtype), requires_grad=False) for p in model.parameters()}
-    clone = copy.deepcopy(model, memo)
-    clone.requires_grad_(False)
-    head = clone.get_output_embeddings()
-    if head is not None:
-        # generate() feeds the head a strided slice (the last prompt position); on CPU a non-contiguous bf16
-        # input makes linear() expand the whole (V, H) weight per row (seconds per prefill): pass it contiguous
-        head.register_forward_pre_hook(lambda module, args: (args[0].contiguous(), *args[1:]))
-    return clone
 
 
 def position_ids_of(attention_mask: torch.Tensor) -> torch.Tensor:
