@@ -20,8 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
-import subprocess
 import sys
 import tempfile
 import time
@@ -29,6 +27,9 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "bench"))
+
+from _common import peak_memory_gib, run_sides, words  # noqa: E402
 
 
 def synthetic_pairs(n: int, seed: int, max_prompt_words: int) -> list[dict]:
@@ -36,12 +37,10 @@ def synthetic_pairs(n: int, seed: int, max_prompt_words: int) -> list[dict]:
     import random
 
     rng = random.Random(seed)
-    vocab = "the a model answer data token train reward policy value kernel batch cache memory speed gpu cpu".split()
     rows = []
     for i in range(n):
-        words = max_prompt_words * 4 if i % 5 == 0 else rng.randint(5, max_prompt_words)
-        q = " ".join(rng.choice(vocab) for _ in range(words))
-        a, b = (" ".join(rng.choice(vocab) for _ in range(rng.randint(10, 50))) for _ in range(2))
+        q = words(rng, max_prompt_words * 4 if i % 5 == 0 else rng.randint(5, max_prompt_words))
+        a, b = (words(rng, rng.randint(10, 50)) for _ in range(2))
         rows.append({"prompt": [{"role": "user", "content": q}], "chosen": [{"role": "assistant", "content": a}],
                      "rejected": [{"role": "assistant", "content": b}], "prompt_id": f"p{i}", "split": "train"})
     return rows
@@ -103,10 +102,8 @@ def run_side(args) -> dict:
            "pairs_per_s": round(counted["pairs"] / seconds, 2), "tokens_per_s": round(counted["tokens"] / seconds, 1),
            "pairs_kept": kept, "pairs_given": len(rows), "loss": trainer.state.log_history[-1].get("train_loss")}
     if cuda:
-        out["peak_mem_gib"] = round(torch.cuda.max_memory_allocated() / 2**30, 2)
         out["device_name"] = torch.cuda.get_device_name()
-    else:
-        out["peak_mem_gib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2)  # peak RSS
+    out["peak_mem_gib"] = peak_memory_gib(cuda)
     return out
 
 
@@ -126,15 +123,7 @@ def main() -> None:
         print("SIDE " + json.dumps(run_side(args)), flush=True)
         return
 
-    results = {}
-    for side in ("trl", "ours"):
-        cmd = [sys.executable, __file__, "--side", side] + sys.argv[1:]
-        proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
-        line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("SIDE ")), None)
-        if proc.returncode != 0 or line is None:
-            print(proc.stdout[-2000:], proc.stderr[-4000:], file=sys.stderr)
-            sys.exit(f"bench/rm.py: the {side} side failed")
-        results[side] = json.loads(line[5:])
+    results = run_sides(__file__, sys.argv[1:])
     ours, trl = results["ours"], results["trl"]
     ratios = {k: round(ours[k] / trl[k], 2) for k in ("pairs_per_s", "tokens_per_s", "peak_mem_gib") if trl[k]}
     print(f"RM benchmark: {args.size} on {args.device}, batch {args.batch_size} pairs, max length {args.max_length}, "

@@ -17,8 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
-import subprocess
 import sys
 import tempfile
 import time
@@ -26,20 +24,22 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "bench"))
+
+from _common import peak_memory_gib, run_sides, words  # noqa: E402
 
 PEAK_BF16_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0}  # dense bf16, per GPU
 
 
-def synthetic_rows(n: int, seed: int, words: tuple[int, int]) -> list[dict]:
+def synthetic_rows(n: int, seed: int, lengths: tuple[int, int]) -> list[dict]:
     """Conversational prompt/completion rows of varied length (varied lengths are what padding wastes)."""
     import random
 
     rng = random.Random(seed)
-    vocab = "the a model answer data token train reward policy value kernel batch cache memory speed gpu cpu".split()
     rows = []
     for _ in range(n):
-        q = " ".join(rng.choice(vocab) for _ in range(rng.randint(5, 30)))
-        a = " ".join(rng.choice(vocab) for _ in range(rng.randint(*words)))
+        q = words(rng, rng.randint(5, 30))
+        a = words(rng, rng.randint(*lengths))
         rows.append({"prompt": [{"role": "user", "content": q}], "completion": [{"role": "assistant", "content": a}]})
     return rows
 
@@ -94,13 +94,11 @@ def run_side(args) -> dict:
     out = {"side": args.side, "seconds": round(seconds, 2), "tokens": counted["tokens"], "tokens_per_s": round(tokens_per_s, 1),
            "params": params, "loss": trainer.state.log_history[-1].get("train_loss")}
     if cuda:
-        out["peak_mem_gib"] = round(torch.cuda.max_memory_allocated() / 2**30, 2)
         name = torch.cuda.get_device_name()
         peak = next((v for k, v in PEAK_BF16_TFLOPS.items() if k in name), None)
         out["mfu"] = round(6 * params * tokens_per_s / (peak * 1e12), 4) if peak else None
         out["device_name"] = name
-    else:
-        out["peak_mem_gib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2)  # peak RSS
+    out["peak_mem_gib"] = peak_memory_gib(cuda)
     return out
 
 
@@ -121,15 +119,7 @@ def main() -> None:
         print("SIDE " + json.dumps(run_side(args)), flush=True)
         return
 
-    results = {}
-    for side in ("trl", "ours"):
-        cmd = [sys.executable, __file__, "--side", side] + [a for a in sys.argv[1:]]
-        proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
-        line = next((l for l in proc.stdout.splitlines() if l.startswith("SIDE ")), None)
-        if proc.returncode != 0 or line is None:
-            print(proc.stdout[-2000:], proc.stderr[-4000:], file=sys.stderr)
-            sys.exit(f"bench/sft.py: the {side} side failed")
-        results[side] = json.loads(line[5:])
+    results = run_sides(__file__, sys.argv[1:])
     ours, trl = results["ours"], results["trl"]
     ratios = {"tokens_per_s": round(ours["tokens_per_s"] / trl["tokens_per_s"], 2),
               "peak_mem": round(ours["peak_mem_gib"] / trl["peak_mem_gib"], 2)}

@@ -11,29 +11,20 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
-from pathlib import Path
 
 import pytest
 from sqlalchemy import select
 
+from browser_support import NEEDS_CHROMIUM, PASSWORD, browser, open_as, serve_app, shot  # noqa: F401 (browser: fixture)
 from conftest import REPO, write_jsonl
 
-CHROMIUM = Path("/usr/bin/chromium")
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--disable-sync", "--no-first-run"]
-ARTIFACTS = REPO / "test-artifacts"
-PASSWORD = "correct horse battery"
 XSS = '<script>window.__xss = 1</script><img src=x onerror="window.__xss = 2">'
 
 pytestmark = [
     pytest.mark.browser,
-    pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium "
-                                                     "(apt-get install chromium; `just browser` does it)"),
+    NEEDS_CHROMIUM,
 ]
 
 PROMPTS = [
@@ -55,12 +46,6 @@ CANDIDATES = {
              "Take tram 28.", "Begin at Praça do Comércio and wander uphill through Alfama to the castle.",
              "Lisbon is the capital of Portugal."],
 }
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -87,57 +72,8 @@ with session_scope() as db:
             add_response(db, p, t, origin="model", model_version="sft@v1", generation={{"index": i}})
 """
     subprocess.run([sys.executable, "-c", seed], env=env, cwd=REPO, check=True, timeout=120)
-    port = free_port()
-    log = open(home / "server.log", "w")
-    proc = subprocess.Popen([sys.executable, "-m", "labeling_app", "--host", "127.0.0.1", "--port", str(port)],
-                            env=env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 90
-    while True:
-        try:
-            urllib.request.urlopen(url + "/api/docs", timeout=2)
-            break
-        except OSError:
-            if proc.poll() is not None or time.time() > deadline:
-                log.close()
-                pytest.fail(f"the app did not start:\n{(home / 'server.log').read_text()[-3000:]}")
-            time.sleep(0.3)
-    yield url, f"sqlite:///{home / 'rlhf.db'}"
-    proc.terminate()
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-    log.close()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    ARTIFACTS.mkdir(exist_ok=True)
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
-        yield b
-        b.close()
-
-
-def open_as(browser, url: str, name: str):
-    page = browser.new_page(viewport={"width": 1280, "height": 1000})
-    page.set_default_timeout(20000)
-    dialogs = []
-    page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
-    page.goto(url + "/")
-    page.get_by_label("username").fill(name)
-    page.get_by_label("password").fill(PASSWORD)
-    page.get_by_role("button", name="Login").click()
-    page.wait_for_selector("#header:has-text('Signed in as')")
-    page.dialogs = dialogs
-    return page
-
-
-def shot(page, name: str) -> None:
-    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+    with serve_app(home, env) as url:
+        yield url, f"sqlite:///{home / 'rlhf.db'}"
 
 
 def test_annotator_writes_and_ranks_and_exactly_those_rows_are_stored(app_server, browser):

@@ -12,23 +12,16 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 from sqlalchemy import select
 
+from browser_support import NEEDS_CHROMIUM, PASSWORD, browser, open_as, serve_app, shot  # noqa: F401 (browser: fixture)
 from conftest import REPO
 
-CHROMIUM = Path("/usr/bin/chromium")
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--disable-sync", "--no-first-run"]
-ARTIFACTS = REPO / "test-artifacts"
-PASSWORD = "correct horse battery"
 EDITED = "Sunlight scatters off the molecules of the air, and blue light scatters the most, so the sky looks blue."
 
 
@@ -42,8 +35,7 @@ def _has_build_ui() -> bool:
 
 pytestmark = [
     pytest.mark.browser,
-    pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium "
-                                                     "(apt-get install chromium; `just browser` does it)"),
+    NEEDS_CHROMIUM,
     pytest.mark.skipif(not _has_build_ui(), reason="labeling_app.app.build_ui does not exist yet"),
 ]
 
@@ -72,12 +64,6 @@ with session_scope() as db:
 """
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def app_server(tmp_path_factory):
     """(base url, home) of a seeded app served from a subprocess."""
@@ -85,54 +71,8 @@ def app_server(tmp_path_factory):
     env = {**os.environ, "RLHF_HOME": str(home), "RLHF_PASSWORD_HASH": "fast"}
     env.pop("RLHF_DATABASE_URL", None)
     subprocess.run([sys.executable, "-c", SEED, str(home)], env=env, cwd=REPO, check=True, timeout=120)
-    port = free_port()
-    log = open(home / "server.log", "w")
-    proc = subprocess.Popen([sys.executable, "-m", "labeling_app", "--host", "127.0.0.1", "--port", str(port)],
-                            env=env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 90
-    while True:
-        try:
-            urllib.request.urlopen(url + "/api/docs", timeout=2)
-            break
-        except OSError:
-            if proc.poll() is not None or time.time() > deadline:
-                log.close()
-                pytest.fail(f"the app did not start:\n{(home / 'server.log').read_text()[-3000:]}")
-            time.sleep(0.3)
-    yield url, home
-    proc.terminate()
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-    log.close()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    ARTIFACTS.mkdir(exist_ok=True)
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
-        yield b
-        b.close()
-
-
-def open_as(browser, url: str, name: str):
-    page = browser.new_page(viewport={"width": 1280, "height": 1000})
-    page.set_default_timeout(20000)
-    page.goto(url + "/")
-    page.get_by_label("username").fill(name)
-    page.get_by_label("password").fill(PASSWORD)
-    page.get_by_role("button", name="Login").click()
-    page.wait_for_selector("#header:has-text('Signed in as')")
-    return page
-
-
-def shot(page, name: str) -> None:
-    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+    with serve_app(home, env) as url:
+        yield url, home
 
 
 def test_expert_approves_edits_and_judges_blind(app_server, browser, monkeypatch):

@@ -1,0 +1,39 @@
+"""What the SFT and RM benchmarks share: synthetic text, peak memory, and running each side in its own process."""
+
+from __future__ import annotations
+
+import json
+import resource
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+VOCAB = "the a model answer data token train reward policy value kernel batch cache memory speed gpu cpu".split()
+
+
+def words(rng, n: int) -> str:
+    """`n` words drawn from a small fixed vocabulary (the benchmarks time tokens, not meaning)."""
+    return " ".join(rng.choice(VOCAB) for _ in range(n))
+
+
+def peak_memory_gib(cuda: bool) -> float:
+    """Peak allocated GPU memory on CUDA, else this process's peak RSS (Linux reports KiB)."""
+    if cuda:
+        import torch
+
+        return round(torch.cuda.max_memory_allocated() / 2**30, 2)
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2)
+
+
+def run_sides(script: str, argv: list[str], sides=("trl", "ours")) -> dict[str, dict]:
+    """Run `script --side S argv...` for each side in a fresh process (clean peak-memory figures); their `SIDE {json}` lines."""
+    results = {}
+    for side in sides:
+        proc = subprocess.run([sys.executable, script, "--side", side, *argv], capture_output=True, text=True, cwd=REPO)
+        line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("SIDE ")), None)
+        if proc.returncode != 0 or line is None:
+            print(proc.stdout[-2000:], proc.stderr[-4000:], file=sys.stderr)
+            sys.exit(f"{Path(script).name}: the {side} side failed")
+        results[side] = json.loads(line[len("SIDE "):])
+    return results
