@@ -22,3 +22,14 @@ class NotFoundError(RlhfError):
 
 class IntegrityError(RlhfError):
     """A stored snapshot or checkpoint does not match what was recorded (tampered or partial)."""
+
+
+def run_or_exit(main) -> None:
+    """Run a stage's `main()`: an RlhfError becomes one line `error: ...` on stderr and exit code 2."""
+    import sys
+
+    try:
+        main()
+    except RlhfError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)

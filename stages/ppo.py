@@ -8,12 +8,11 @@ one call into `rlhf`. `--resume RUN_DIR` continues a run from its last checkpoin
 from __future__ import annotations
 
 import json
-import sys
 import time
 
 from rlhf import modeling, registry, training
 from rlhf.config import describe, parse_args, seed_everything, to_dict
-from rlhf.errors import RlhfError
+from rlhf.errors import RlhfError, run_or_exit
 from rlhf.ppo import evaluate, models, rewards
 from rlhf.ppo.config import PPOStageConfig, pin_versions, resumed
 from rlhf.ppo.trainer import PPOTrainer
@@ -111,8 +110,4 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except RlhfError as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
+    run_or_exit(main)

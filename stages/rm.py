@@ -7,12 +7,11 @@ left) -> model -> trl RewardTrainer -> evaluate -> train -> evaluate -> save -> 
 from __future__ import annotations
 
 import json
-import sys
 import time
 
 from rlhf import modeling, registry, training
 from rlhf.config import describe, parse_args, seed_everything, to_dict
-from rlhf.errors import RlhfError
+from rlhf.errors import run_or_exit
 from rlhf.pairs import split_pairs
 from rlhf.rm import RMStageConfig, build_model, evaluate, rubric_for, tokenize_pairs, undo_bf16_on_cpu
 from rlhf.store import session_scope
@@ -96,8 +95,4 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except RlhfError as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
+    run_or_exit(main)

@@ -7,12 +7,11 @@ evaluate -> save -> register. Every step is one call into `rlhf`.
 from __future__ import annotations
 
 import json
-import sys
 import time
 
 from rlhf import modeling, registry, training
 from rlhf.config import describe, parse_args, seed_everything, to_dict
-from rlhf.errors import RlhfError
+from rlhf.errors import run_or_exit
 from rlhf.sft import SFTStageConfig, build_model, split_datasets
 from rlhf.store import session_scope
 from rlhf.versions import next_version, register_model
@@ -81,8 +80,4 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except RlhfError as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
+    run_or_exit(main)
