@@ -37,3 +37,43 @@ def run_sides(script: str, argv: list[str], sides=("trl", "ours")) -> dict[str, 
             sys.exit(f"{Path(script).name}: the {side} side failed")
         results[side] = json.loads(line[len("SIDE "):])
     return results
+
+
+def side_setup(args, prefix: str, num_labels: int | None = None):
+    """(temp dir, random-init model dir, tokenizer) for one side: seeded, RLHF_HOME inside the temp dir."""
+    import os
+    import tempfile
+
+    import torch
+
+    from rlhf import modeling
+
+    torch.manual_seed(args.seed)
+    tmp = Path(tempfile.mkdtemp(prefix=f"bench-{prefix}-"))
+    os.environ.setdefault("RLHF_HOME", str(tmp / "home"))
+    model_dir = modeling.random_model(args.size, tmp / "model", seed=args.seed, num_labels=num_labels)
+    return tmp, model_dir, modeling.load_tokenizer(str(model_dir))
+
+
+def trainer_args(args, tmp: Path) -> dict:
+    """TrainingArguments both sides share: same steps, batch, seed and max length; no saving, logging or tqdm."""
+    cuda = args.device == "cuda"
+    return dict(output_dir=str(tmp / "out"), per_device_train_batch_size=args.batch_size, max_steps=args.steps,
+                logging_steps=10_000, save_strategy="no", report_to=[], seed=args.seed, max_length=args.max_length,
+                bf16=cuda, use_cpu=not cuda, disable_tqdm=True, dataloader_num_workers=0)
+
+
+def timed_train(trainer, cuda: bool) -> float:
+    """Seconds `trainer.train()` takes (peak GPU memory counted from here; CUDA synchronised at both ends)."""
+    import time
+
+    import torch
+
+    if cuda:
+        torch.cuda.reset_peak_memory_stats()
+        torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    trainer.train()
+    if cuda:
+        torch.cuda.synchronize()
+    return time.perf_counter() - t0

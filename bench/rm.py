@@ -19,17 +19,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-import tempfile
-import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
-from _common import peak_memory_gib, run_sides, words  # noqa: E402
+from _common import peak_memory_gib, run_sides, side_setup, timed_train, trainer_args, words  # noqa: E402
 
 
 def synthetic_pairs(n: int, seed: int, max_prompt_words: int) -> list[dict]:
@@ -54,16 +51,10 @@ def run_side(args) -> dict:
     from rlhf import modeling
     from rlhf.rm import RMStageConfig, build_model, tokenize_pairs
 
-    torch.manual_seed(args.seed)
     cuda = args.device == "cuda"
-    tmp = Path(tempfile.mkdtemp(prefix="bench-rm-"))
-    os.environ.setdefault("RLHF_HOME", str(tmp / "home"))
-    model_dir = modeling.random_model(args.size, tmp / "model", seed=args.seed, num_labels=1)
-    tok = modeling.load_tokenizer(str(model_dir))
+    tmp, model_dir, tok = side_setup(args, "rm", num_labels=1)
     rows = datasets.Dataset.from_list(synthetic_pairs(args.rows, args.seed, args.max_prompt_words))
-    common = dict(output_dir=str(tmp / "out"), per_device_train_batch_size=args.batch_size, max_steps=args.steps,
-                  logging_steps=10_000, save_strategy="no", report_to=[], seed=args.seed, max_length=args.max_length,
-                  bf16=cuda, use_cpu=not cuda, disable_tqdm=True, dataloader_num_workers=0)
+    common = trainer_args(args, tmp)
     dtype = torch.bfloat16 if cuda else torch.float32
     if args.side == "ours":
         cfg = RMStageConfig(model=str(model_dir), max_length=args.max_length, batch_size=args.batch_size)
@@ -90,14 +81,7 @@ def run_side(args) -> dict:
         return orig_step(model, inputs, *a, **k)
 
     trainer.training_step = counting_step
-    if cuda:
-        torch.cuda.reset_peak_memory_stats()
-        torch.cuda.synchronize()
-    t0 = time.perf_counter()
-    trainer.train()
-    if cuda:
-        torch.cuda.synchronize()
-    seconds = time.perf_counter() - t0
+    seconds = timed_train(trainer, cuda)
     out = {"side": args.side, "mode": mode, "seconds": round(seconds, 2), "pairs": counted["pairs"],
            "pairs_per_s": round(counted["pairs"] / seconds, 2), "tokens_per_s": round(counted["tokens"] / seconds, 1),
            "pairs_kept": kept, "pairs_given": len(rows), "loss": trainer.state.log_history[-1].get("train_loss")}

@@ -16,17 +16,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-import tempfile
-import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
-from _common import peak_memory_gib, run_sides, words  # noqa: E402
+from _common import peak_memory_gib, run_sides, side_setup, timed_train, trainer_args, words  # noqa: E402
 
 PEAK_BF16_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0}  # dense bf16, per GPU
 
@@ -51,16 +48,10 @@ def run_side(args) -> dict:
 
     from rlhf import modeling
 
-    torch.manual_seed(args.seed)
     cuda = args.device == "cuda"
-    tmp = Path(tempfile.mkdtemp(prefix="bench-sft-"))
-    os.environ.setdefault("RLHF_HOME", str(tmp / "home"))
-    model_dir = modeling.random_model(args.size, tmp / "model", seed=args.seed)
-    tok = modeling.load_tokenizer(str(model_dir))
+    tmp, model_dir, tok = side_setup(args, "sft")
     ds = datasets.Dataset.from_list(synthetic_rows(args.rows, args.seed, (20, args.max_answer_words)))
-    common = dict(output_dir=str(tmp / "out"), per_device_train_batch_size=args.batch_size, max_steps=args.steps,
-                  learning_rate=1e-4, logging_steps=10_000, save_strategy="no", report_to=[], seed=args.seed,
-                  max_length=args.max_length, bf16=cuda, use_cpu=not cuda, disable_tqdm=True, dataloader_num_workers=0)
+    common = dict(trainer_args(args, tmp), learning_rate=1e-4)
     if args.side == "ours":
         extra = dict(activation_checkpointing=False, gradient_checkpointing=False, packing=True, padding_free=True,
                      optim="adamw_torch_fused" if cuda else "adamw_torch")
@@ -81,14 +72,7 @@ def run_side(args) -> dict:
         return orig_step(model, inputs, *a, **k)
 
     trainer.training_step = counting_step
-    if cuda:
-        torch.cuda.reset_peak_memory_stats()
-        torch.cuda.synchronize()
-    t0 = time.perf_counter()
-    trainer.train()
-    if cuda:
-        torch.cuda.synchronize()
-    seconds = time.perf_counter() - t0
+    seconds = timed_train(trainer, cuda)
     params = sum(p.numel() for p in model.parameters())
     tokens_per_s = counted["tokens"] / seconds
     out = {"side": args.side, "seconds": round(seconds, 2), "tokens": counted["tokens"], "tokens_per_s": round(tokens_per_s, 1),
