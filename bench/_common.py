@@ -77,3 +77,24 @@ def timed_train(trainer, cuda: bool) -> float:
     if cuda:
         torch.cuda.synchronize()
     return time.perf_counter() - t0
+
+
+def parser(doc: str):
+    """The options every side-by-side bench takes: device, model size, batch, seed (and the hidden --side)."""
+    import argparse
+
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
+    ap.add_argument("--size", default="tiny", help="tiny | 135m | 360m | 1.7b (random-init SmolLM2 shapes)")
+    ap.add_argument("--batch-size", type=int, default=8)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--side", choices=("ours", "trl"), help=argparse.SUPPRESS)
+    return ap
+
+
+def sides(args, run_side, script: str) -> dict[str, dict] | None:
+    """In a side's process: run it and print its `SIDE {json}` line (returns None). In the driver: both sides' results."""
+    if args.side:
+        print("SIDE " + json.dumps(run_side(args)), flush=True)
+        return None
+    return run_sides(script, sys.argv[1:])

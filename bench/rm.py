@@ -17,7 +17,6 @@ the config says, no activation checkpointing, fused AdamW on CUDA.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
@@ -26,7 +25,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
-from _common import peak_memory_gib, run_sides, side_setup, timed_train, trainer_args, words  # noqa: E402
+from _common import parser, peak_memory_gib, side_setup, sides, timed_train, trainer_args, words  # noqa: E402
 
 
 def synthetic_pairs(n: int, seed: int, max_prompt_words: int) -> list[dict]:
@@ -92,22 +91,15 @@ def run_side(args) -> dict:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
-    ap.add_argument("--size", default="tiny", help="tiny | 135m | 360m | 1.7b (random-init SmolLM2 shapes)")
+    ap = parser(__doc__)
     ap.add_argument("--rows", type=int, default=200, help="preference pairs given to each side")
     ap.add_argument("--steps", type=int, default=10)
-    ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--max-length", type=int, default=256)
     ap.add_argument("--max-prompt-words", type=int, default=60)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--side", choices=("ours", "trl"), help=argparse.SUPPRESS)
     args = ap.parse_args()
-    if args.side:
-        print("SIDE " + json.dumps(run_side(args)), flush=True)
+    results = sides(args, run_side, __file__)
+    if results is None:
         return
-
-    results = run_sides(__file__, sys.argv[1:])
     ours, trl = results["ours"], results["trl"]
     ratios = {k: round(ours[k] / trl[k], 2) for k in ("pairs_per_s", "tokens_per_s", "peak_mem_gib") if trl[k]}
     print(f"RM benchmark: {args.size} on {args.device}, batch {args.batch_size} pairs, max length {args.max_length}, "

@@ -14,7 +14,6 @@ the same rows, fused AdamW and Liger kernels on CUDA. "trl" = SFTTrainer with it
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
@@ -23,7 +22,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
-from _common import peak_memory_gib, run_sides, side_setup, timed_train, trainer_args, words  # noqa: E402
+from _common import parser, peak_memory_gib, side_setup, sides, timed_train, trainer_args, words  # noqa: E402
 
 PEAK_BF16_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0}  # dense bf16, per GPU
 
@@ -87,23 +86,16 @@ def run_side(args) -> dict:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
-    ap.add_argument("--size", default="tiny", help="tiny | 135m | 360m | 1.7b (random-init SmolLM2 shapes)")
+    ap = parser(__doc__)
     ap.add_argument("--rows", type=int, default=256)
     ap.add_argument("--steps", type=int, default=12)
-    ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--max-length", type=int, default=512)
     ap.add_argument("--max-answer-words", type=int, default=200)
     ap.add_argument("--liger", action="store_true", help="Liger kernels on CUDA (needs liger-kernel)")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--side", choices=("ours", "trl"), help=argparse.SUPPRESS)
     args = ap.parse_args()
-    if args.side:
-        print("SIDE " + json.dumps(run_side(args)), flush=True)
+    results = sides(args, run_side, __file__)
+    if results is None:
         return
-
-    results = run_sides(__file__, sys.argv[1:])
     ours, trl = results["ours"], results["trl"]
     ratios = {"tokens_per_s": round(ours["tokens_per_s"] / trl["tokens_per_s"], 2),
               "peak_mem": round(ours["peak_mem_gib"] / trl["peak_mem_gib"], 2)}
