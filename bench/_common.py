@@ -46,7 +46,7 @@ def side_setup(args, prefix: str, num_labels: int | None = None):
 
     import torch
 
-    from rlhf import modeling
+    from rlhf.train import modeling
 
     torch.manual_seed(args.seed)
     tmp = Path(tempfile.mkdtemp(prefix=f"bench-{prefix}-"))

@@ -69,10 +69,10 @@ def pct(xs: list[float], q: float) -> float:
 
 
 def seed_store(args) -> None:
-    from rlhf import auth
-    from rlhf.store import session_scope
-    from rlhf.store.ingest import add_response, prompt_hash
-    from rlhf.store.models import Prompt
+    from rlhf.data import accounts as auth
+    from rlhf.data.store import session_scope
+    from rlhf.data.ingest import add_response, prompt_hash
+    from rlhf.data.store.models import Prompt
     from labeling_app import queue
 
     with session_scope() as db:
@@ -198,9 +198,9 @@ async def drive(url: str, args, stats: Stats) -> float:
 def check_store(stats: Stats, overlap: int) -> dict:
     from sqlalchemy import func, select
 
-    from rlhf.store import session_scope
-    from rlhf.store.app_models import Assignment
-    from rlhf.store.models import Demonstration, Ranking
+    from rlhf.data.store import session_scope
+    from rlhf.data.store.app_models import Assignment
+    from rlhf.data.store.models import Demonstration, Ranking
 
     with session_scope() as db:
         demos = db.scalar(select(func.count()).select_from(Demonstration).where(Demonstration.origin == "human"))

@@ -128,10 +128,10 @@ def worker_ours(args, lora_layers: int, value_model: str, sample_dtype: str) -> 
     sys.path.insert(0, str(REPO))
     import torch
 
-    from rlhf import modeling
-    from rlhf.ppo import models, rewards
-    from rlhf.ppo.config import PPOStageConfig
-    from rlhf.ppo.trainer import PPOTrainer
+    from rlhf.train import modeling
+    from rlhf.train.ppo import models, rewards
+    from rlhf.train.ppo.config import PPOStageConfig
+    from rlhf.train.ppo.trainer import PPOTrainer
 
     mp = Path(args.models)
     tok = modeling.load_tokenizer(str(mp / "policy"))
@@ -232,7 +232,7 @@ def main() -> None:
 
     sys.path.insert(0, str(REPO))
     os.environ.setdefault("RLHF_HOME", str(Path(tempfile.gettempdir()) / "rlhf-bench-home"))
-    from rlhf.modeling import random_model
+    from rlhf.train.modeling import random_model
 
     models = Path(tempfile.mkdtemp(prefix="bench-ppo-models-"))
     random_model(args.size, models / "policy", seed=args.seed)

@@ -10,7 +10,7 @@ side trains on. Ends with `RESULT {json}`.
 
 "trl" = RewardTrainer with its defaults: it tokenizes the conversations itself, drops every pair
 longer than max_length, full fine-tuning, activation checkpointing on, bf16 only where the device
-has it. "Ours" = what stages/rm.py does (rlhf.rm.RMStageConfig defaults): prompts cut from the
+has it. "Ours" = what stages/rm.py does (rlhf.train.rm.RMStageConfig defaults): prompts cut from the
 left so no pair is dropped (pre-tokenized `chosen_ids`/`rejected_ids`), LoRA on the mode and layers
 the config says, no activation checkpointing, fused AdamW on CUDA.
 """
@@ -47,8 +47,8 @@ def run_side(args) -> dict:
     import torch
     from trl import RewardConfig, RewardTrainer
 
-    from rlhf import modeling
-    from rlhf.rm import RMStageConfig, build_model, tokenize_pairs
+    from rlhf.train import modeling
+    from rlhf.train.rm import RMStageConfig, build_model, tokenize_pairs
 
     cuda = args.device == "cuda"
     tmp, model_dir, tok = side_setup(args, "rm", num_labels=1)

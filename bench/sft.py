@@ -45,7 +45,7 @@ def run_side(args) -> dict:
     import torch
     from trl import SFTConfig, SFTTrainer
 
-    from rlhf import modeling
+    from rlhf.train import modeling
 
     cuda = args.device == "cuda"
     tmp, model_dir, tok = side_setup(args, "sft")

@@ -25,9 +25,9 @@ from pydantic import BaseModel
 from labeling_app import handlers
 from labeling_app.auth import AccessDenied, make_token, read_token
 from labeling_app.state import UserSession
-from rlhf import auth as accounts
+from rlhf.data import accounts
 from rlhf.errors import RlhfError
-from rlhf.store import session_scope
+from rlhf.data.store import session_scope
 
 router = APIRouter(prefix="/api")
 Kind = Literal["write", "rank"]

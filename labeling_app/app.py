@@ -11,7 +11,7 @@ import secrets
 
 import gradio as gr
 
-from labeling_app import handlers, render, review_pages
+from labeling_app import admin, handlers, render, review_pages
 from labeling_app.auth import AccessDenied, check_login_async
 from labeling_app.state import UserSession
 from rlhf.errors import RlhfError
@@ -124,9 +124,9 @@ def on_progress_rank(s: UserSession):
 
 @_ui
 def on_admin_refresh(s: UserSession):
-    settings = handlers.admin_get_settings(s)
-    models = handlers.admin_model_choices(s)
-    return (handlers.admin_counts(s), gr.update(choices=models), settings["guidelines"], settings["write_overlap"],
+    settings = admin.admin_get_settings(s)
+    models = admin.admin_model_choices(s)
+    return (admin.admin_counts(s), gr.update(choices=models), settings["guidelines"], settings["write_overlap"],
             settings["rank_overlap"], settings["max_candidates"], settings["lease_minutes"], settings["demos_as_candidates"])
 
 
@@ -135,44 +135,44 @@ def on_admin_import(s: UserSession, file):
     """The one-line result (or error) in the result box; the upload is cleared for the next file."""
     path = getattr(file, "name", file)
     try:
-        message = handlers.admin_import_prompts(s, path)
+        message = admin.admin_import_prompts(s, path)
     except AccessDenied:
         raise
     except RlhfError as e:
         message = f"error: {e}"
-    return message, handlers.admin_counts(s), None
+    return message, admin.admin_counts(s), None
 
 
 @_ui
 def on_admin_generate(s: UserSession, model: str, prompts_ref: str, k):
-    return handlers.admin_generate(s, model, prompts_ref, k)
+    return admin.admin_generate(s, model, prompts_ref, k)
 
 
 @_ui
 def on_admin_jobs(s: UserSession):
-    return handlers.admin_jobs(s), handlers.admin_counts(s)
+    return admin.admin_jobs(s), admin.admin_counts(s)
 
 
 @_ui
 def on_admin_create_user(s: UserSession, name: str, role: str, password: str):
-    return handlers.admin_create_user(s, name, role, password), "", handlers.admin_counts(s)
+    return admin.admin_create_user(s, name, role, password), "", admin.admin_counts(s)
 
 
 @_ui
 def on_admin_snapshot(s: UserSession, name: str, include_pending: bool):
-    return handlers.admin_snapshot(s, name, include_pending)
+    return admin.admin_snapshot(s, name, include_pending)
 
 
 @_ui
 def on_admin_save_settings(s: UserSession, guidelines, write_overlap, rank_overlap, max_candidates, lease, demos):
-    msg = handlers.admin_save_settings(s, guidelines=guidelines, write_overlap=write_overlap, rank_overlap=rank_overlap,
+    msg = admin.admin_save_settings(s, guidelines=guidelines, write_overlap=write_overlap, rank_overlap=rank_overlap,
                                        max_candidates=max_candidates, lease_minutes=lease, demos_as_candidates=demos)
-    return msg, handlers.admin_counts(s)
+    return msg, admin.admin_counts(s)
 
 
 @_ui
 def on_admin_sync(s: UserSession):
-    return handlers.admin_refresh_queue(s), handlers.admin_counts(s)
+    return admin.admin_refresh_queue(s), admin.admin_counts(s)
 
 
 # --------------------------------------------------------------------------- layout
@@ -305,7 +305,7 @@ def create_app(concurrency: int = 16):
     from fastapi import FastAPI
 
     from labeling_app import api, queue
-    from rlhf.store import session_scope
+    from rlhf.data.store import session_scope
 
     with session_scope() as db:  # migrate the store and build the queue before the first request
         queue.sync_items(db)

@@ -18,9 +18,9 @@ import time
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from rlhf import auth as accounts
-from rlhf.store import session_scope
-from rlhf.store.models import User
+from rlhf.data import accounts
+from rlhf.data.store import session_scope
+from rlhf.data.store.models import User
 
 LABELERS = ("annotator", "expert", "admin")  # who may write and rank
 ADMINS = ("admin",)

@@ -28,8 +28,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
-from rlhf.store.app_models import AppSetting, Assignment, LabelItem, LabelItemAuthor
-from rlhf.store.models import Demonstration, Prompt, Response, User, utcnow
+from rlhf.data.store.app_models import AppSetting, Assignment, LabelItem, LabelItemAuthor
+from rlhf.data.store.models import Demonstration, Prompt, Response, User, utcnow
 
 DEFAULT_GUIDELINES = """\
 **Writing an ideal answer**

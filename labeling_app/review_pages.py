@@ -3,7 +3,7 @@
 Same shape as the rest of the app: every action is a plain handler `(session, inputs) -> view`
 (testable without a server) that first reloads the caller and checks their role is expert or
 admin (`require`, on the server: a hidden tab is only cosmetics), then does its work in ONE
-store transaction through `rlhf.review` / `rlhf.agreement` / `rlhf.ab`. `add_review_tabs` lays
+store transaction through `rlhf.review.actions` / `rlhf.review.agreement` / `rlhf.review.ab`. `add_review_tabs` lays
 the pages out inside the app's `gr.Blocks` and registers their listeners.
 
 Wiring (in `labeling_app/app.py`, inside `with gr.Tabs():`, after the last tab):
@@ -25,10 +25,12 @@ from sqlalchemy import select
 
 from labeling_app import render
 from labeling_app.auth import require
-from rlhf import ab, agreement, review
+from rlhf.review import ab
+from rlhf.review import agreement
+from rlhf.review import actions as review
 from rlhf.errors import RlhfError
-from rlhf.store import session_scope
-from rlhf.store.models import Prompt, Response
+from rlhf.data.store import session_scope
+from rlhf.data.store.models import Prompt, Response
 
 REVIEWERS = ("expert", "admin")
 MAX_SLOTS = 9  # candidate slots on the adjudication page (rankings have at most 9 candidates in the app)

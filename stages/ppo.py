@@ -10,15 +10,17 @@ from __future__ import annotations
 import json
 import time
 
-from rlhf import modeling, registry, training
+from rlhf.train import modeling
+from rlhf.data import registry
+from rlhf.train import training
 from rlhf.config import describe, parse_args, seed_everything, to_dict
 from rlhf.errors import RlhfError, run_or_exit
-from rlhf.ppo import evaluate, models, rewards
-from rlhf.ppo.config import PPOStageConfig, pin_versions, resumed
-from rlhf.ppo.trainer import PPOTrainer
+from rlhf.train.ppo import evaluate, models, rewards
+from rlhf.train.ppo.config import PPOStageConfig, pin_versions, resumed
+from rlhf.train.ppo.trainer import PPOTrainer
 from rlhf.rubrics import load_rubric, prompt_text
-from rlhf.store import session_scope
-from rlhf.versions import next_version, register_model
+from rlhf.data.store import session_scope
+from rlhf.data.versions import next_version, register_model
 
 
 def main(argv: list[str] | None = None) -> dict:

@@ -9,13 +9,15 @@ from __future__ import annotations
 import json
 import time
 
-from rlhf import modeling, registry, training
+from rlhf.train import modeling
+from rlhf.data import registry
+from rlhf.train import training
 from rlhf.config import describe, parse_args, seed_everything, to_dict
 from rlhf.errors import run_or_exit
-from rlhf.pairs import split_pairs
-from rlhf.rm import RMStageConfig, build_model, evaluate, rubric_for, tokenize_pairs, undo_bf16_on_cpu
-from rlhf.store import session_scope
-from rlhf.versions import next_version, register_model
+from rlhf.data.pairs import split_pairs
+from rlhf.train.rm import RMStageConfig, build_model, evaluate, rubric_for, tokenize_pairs, undo_bf16_on_cpu
+from rlhf.data.store import session_scope
+from rlhf.data.versions import next_version, register_model
 
 SHOWN = ("accuracy", "accuracy/rubric", "calibration/ece", "reward/mean", "reward/std", "reward/length_corr")
 

@@ -9,12 +9,14 @@ from __future__ import annotations
 import json
 import time
 
-from rlhf import modeling, registry, training
+from rlhf.train import modeling
+from rlhf.data import registry
+from rlhf.train import training
 from rlhf.config import describe, parse_args, seed_everything, to_dict
 from rlhf.errors import run_or_exit
-from rlhf.sft import SFTStageConfig, build_model, split_datasets
-from rlhf.store import session_scope
-from rlhf.versions import next_version, register_model
+from rlhf.train.sft import SFTStageConfig, build_model, split_datasets
+from rlhf.data.store import session_scope
+from rlhf.data.versions import next_version, register_model
 
 
 def main(argv: list[str] | None = None) -> dict:

@@ -25,7 +25,7 @@ def builtin_cache(tmp_path_factory) -> Path:
     old = os.environ.get("RLHF_HOME")
     os.environ["RLHF_HOME"] = str(home)
     try:
-        from rlhf import modeling
+        from rlhf.train import modeling
 
         path = modeling.builtin_path()
     finally:
@@ -51,7 +51,7 @@ def workspace(tmp_path, monkeypatch, builtin_cache) -> Path:
 def tiny_model(tmp_path_factory, builtin_cache) -> Path:
     """A random-init 2-layer SmolLM2-shaped causal LM with the built-in tokenizer (3M params)."""
     os.environ.setdefault("RLHF_HOME", str(builtin_cache.parent.parent))
-    from rlhf.modeling import random_model
+    from rlhf.train.modeling import random_model
 
     return random_model("tiny", tmp_path_factory.mktemp("tiny") / "model", seed=0)
 

@@ -8,13 +8,14 @@ import pytest
 from sqlalchemy import select
 
 from conftest import run_cli, write_jsonl
-from rlhf import ab, registry
+from rlhf.review import ab
+from rlhf.data import registry
 from rlhf.errors import RlhfError
-from rlhf.store import session_scope
-from rlhf.store.ingest import import_prompts
-from rlhf.store.models import Response, User
-from rlhf.store.review_models import ABItem, ABJudgement, ABSession
-from rlhf.versions import register_model
+from rlhf.data.store import session_scope
+from rlhf.data.ingest import import_prompts
+from rlhf.data.store.models import Response, User
+from rlhf.data.store.review_models import ABItem, ABJudgement, ABSession
+from rlhf.data.versions import register_model
 
 Z = 1.959963984540054
 
@@ -61,7 +62,7 @@ def test_cohen_kappa_hand_case():
 @pytest.fixture(scope="module")
 def tiny_b(tmp_path_factory, tiny_model):
     """A second tiny model (another seed), so A and B answer differently."""
-    from rlhf.modeling import random_model
+    from rlhf.train.modeling import random_model
 
     return random_model("tiny", tmp_path_factory.mktemp("tiny-b") / "model", seed=1)
 

@@ -12,11 +12,13 @@ from scipy import stats
 from sqlalchemy import select
 
 from conftest import run_cli, write_jsonl
-from rlhf import agreement, registry, review
-from rlhf.agreement import RankingRecord, kendall_tau_b, krippendorff_alpha_ordinal, mid_ranks
-from rlhf.store import session_scope
-from rlhf.store.ingest import import_prompts, import_rankings
-from rlhf.store.models import Ranking, Review, User
+from rlhf.review import agreement
+from rlhf.data import registry
+from rlhf.review import actions as review
+from rlhf.review.agreement import RankingRecord, kendall_tau_b, krippendorff_alpha_ordinal, mid_ranks
+from rlhf.data.store import session_scope
+from rlhf.data.ingest import import_prompts, import_rankings
+from rlhf.data.store.models import Ranking, Review, User
 
 R6 = 1 / math.sqrt(6)  # 2 / sqrt(3 * 2) = 0.8165 is 2 * R6
 
@@ -230,7 +232,7 @@ def test_cli_agreement_prints_the_table(store, tmp_path):
 
 def test_adjudication_page_handlers(store, tmp_path, monkeypatch):
     from labeling_app import review_pages as rp
-    from rlhf import auth
+    from rlhf.data import accounts as auth
 
     seed_contested(tmp_path)
     monkeypatch.setenv("RLHF_PASSWORD_HASH", "fast")

@@ -58,10 +58,10 @@ def app_server(tmp_path_factory):
     seed = f"""
 import json
 from sqlalchemy import select
-from rlhf import auth
-from rlhf.store import session_scope
-from rlhf.store.ingest import add_response, import_prompts
-from rlhf.store.models import Prompt
+from rlhf.data import accounts as auth
+from rlhf.data.store import session_scope
+from rlhf.data.ingest import add_response, import_prompts
+from rlhf.data.store.models import Prompt
 with session_scope() as db:
     auth.create_user(db, "ana", "annotator", {PASSWORD!r})
     auth.create_user(db, "root", "admin", {PASSWORD!r})
@@ -77,9 +77,9 @@ with session_scope() as db:
 
 
 def test_annotator_writes_and_ranks_and_exactly_those_rows_are_stored(app_server, browser):
-    from rlhf.store import session_scope
-    from rlhf.store.app_models import Assignment
-    from rlhf.store.models import Demonstration, Prompt, Ranking, Response, User
+    from rlhf.data.store import session_scope
+    from rlhf.data.store.app_models import Assignment
+    from rlhf.data.store.models import Demonstration, Prompt, Ranking, Response, User
 
     url, db_url = app_server
     page = open_as(browser, url, "ana")
@@ -178,8 +178,8 @@ def test_admin_imports_prompts_and_creates_a_user(app_server, browser, tmp_path)
     page.wait_for_function("document.querySelector('#admin-user-msg textarea, #admin-user-msg input')"
                            ".value.startsWith('created newbie (annotator)')")
     shot(page, "admin-page")
-    from rlhf.store import session_scope
-    from rlhf.store.models import Prompt, User
+    from rlhf.data.store import session_scope
+    from rlhf.data.store.models import Prompt, User
 
     with session_scope(db_url) as db:
         assert sorted(db.scalars(select(Prompt.external_id))) == ["new-1", "seasons", "tag-question", "trip"]

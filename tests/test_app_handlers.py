@@ -16,65 +16,19 @@ import pytest
 from sqlalchemy import func, select
 
 from conftest import run_cli, write_jsonl
+from labeling_app import admin
 from labeling_app import handlers as h
 from labeling_app import queue, render
 from labeling_app.auth import AccessDenied, make_token, read_token
 from labeling_app.state import UserSession
-from rlhf import auth as accounts
+from rlhf.data import accounts
 from rlhf.errors import RlhfError
-from rlhf.store import session_scope
-from rlhf.store.app_models import Assignment, LabelItem, LabelItemAuthor
-from rlhf.store.ingest import add_response, import_prompts
-from rlhf.store.models import Demonstration, Prompt, Ranking, Response, User
+from rlhf.data.store import session_scope
+from rlhf.data.store.app_models import Assignment, LabelItem, LabelItemAuthor
+from rlhf.data.ingest import add_response, import_prompts
+from rlhf.data.store.models import Demonstration, Prompt, Ranking, Response, User
 
-PASSWORD = "correct horse battery"
-XSS = '<script>window.__xss = 1</script><img src=x onerror="window.__xss = 2">'
-PROMPTS = [
-    {"id": "p1", "messages": [{"role": "user", "content": f"Explain this tag: {XSS}"}]},
-    {"id": "p2", "messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"},
-                              {"role": "assistant", "content": "Hello! How can I help?"},
-                              {"role": "user", "content": "Capital of France?"}]},
-    {"id": "p3", "messages": [{"role": "user", "content": "Name a prime number."}]},
-]
-
-
-@pytest.fixture
-def home(tmp_path, monkeypatch) -> Path:
-    """A fresh workspace with users ana, bob, cy (annotators), eve (expert), root (admin) and three prompts."""
-    home = tmp_path / "home"
-    home.mkdir()
-    monkeypatch.setenv("RLHF_HOME", str(home))
-    monkeypatch.delenv("RLHF_DATABASE_URL", raising=False)
-    monkeypatch.setenv("RLHF_PASSWORD_HASH", "fast")
-    with session_scope() as db:
-        for name, role in (("ana", "annotator"), ("bob", "annotator"), ("cy", "annotator"), ("eve", "expert"),
-                           ("root", "admin")):
-            accounts.create_user(db, name, role, PASSWORD)
-        import_prompts(db, write_jsonl(tmp_path / "prompts.jsonl", PROMPTS))
-    return home
-
-
-def candidates(prompt_ext: str, k: int = 4, version: str = "sft@v1", texts: list[str] | None = None) -> list[int]:
-    """K model responses to a prompt, as `rlhf generate` stores them."""
-    with session_scope() as db:
-        p = db.scalar(select(Prompt).where(Prompt.external_id == prompt_ext))
-        texts = texts or [f"{prompt_ext} answer {i} from {version}" for i in range(k)]
-        return [add_response(db, p, t, origin="model", model_version=version, generation={"index": i}).id
-                for i, t in enumerate(texts)]
-
-
-def count(model) -> int:
-    with session_scope() as db:
-        return db.scalar(select(func.count()).select_from(model))
-
-
-def me(name: str) -> UserSession:
-    return UserSession(username=name)
-
-
-def set_settings(**values):
-    with session_scope() as db:
-        queue.put_settings(db, values, by="test")
+from app_support import PASSWORD, PROMPTS, XSS, candidates, count, home, me, set_settings  # noqa: F401
 
 
 # --------------------------------------------------------------------------- accounts
@@ -125,33 +79,6 @@ def test_api_tokens_are_signed_and_expire():
 
 # --------------------------------------------------------------------------- role checks
 
-ADMIN_CALLS = {
-    "import": lambda s: h.admin_import_prompts(s, "/nonexistent.jsonl"),
-    "generate": lambda s: h.admin_generate(s, "sft@latest", "prompts@latest", 4),
-    "jobs": lambda s: h.admin_jobs(s),
-    "create_user": lambda s: h.admin_create_user(s, "mallory", "admin", PASSWORD),
-    "snapshot": lambda s: h.admin_snapshot(s, "prompts"),
-    "counts": lambda s: h.admin_counts(s),
-    "get_settings": lambda s: h.admin_get_settings(s),
-    "save_settings": lambda s: h.admin_save_settings(s, rank_overlap=1),
-    "refresh_queue": lambda s: h.admin_refresh_queue(s),
-    "model_choices": lambda s: h.admin_model_choices(s),
-}
-
-
-@pytest.mark.parametrize("action", sorted(ADMIN_CALLS))
-@pytest.mark.parametrize("who", ["ana", "eve", "", "ghost"])
-def test_admin_handlers_refuse_everyone_but_admins(home, action, who):
-    with pytest.raises(AccessDenied) as e:
-        ADMIN_CALLS[action](me(who))
-    assert isinstance(e.value, PermissionError)
-    if who == "ana":
-        assert "ana is annotator, this needs the admin role" in str(e.value)
-    with session_scope() as db:  # nothing happened
-        assert db.scalar(select(User).where(User.name == "mallory")) is None
-        assert queue.get_settings(db)["rank_overlap"] == queue.DEFAULTS["rank_overlap"]
-
-
 def test_ui_listeners_turn_refusals_into_gr_errors(home):
     """The gradio layer passes the logged-in name on: a hand-made API call to an admin listener is refused too."""
     import gradio as gr
@@ -182,11 +109,11 @@ def test_labeling_handlers_need_a_login(home, call):
 
 
 def test_role_change_applies_at_the_next_call(home):
-    assert h.admin_counts(me("root"))
+    assert admin.admin_counts(me("root"))
     with session_scope() as db:
         accounts.set_role(db, "root", "annotator")
     with pytest.raises(AccessDenied):
-        h.admin_counts(me("root"))
+        admin.admin_counts(me("root"))
     assert h.whoami(me("root")).pages == ("write", "rank")
     assert h.whoami(me("eve")).role == "expert"
 
@@ -370,7 +297,7 @@ def test_nobody_ranks_candidates_containing_their_own_demonstration(home):
     with session_scope() as db:
         human = db.scalar(select(Response).where(Response.origin == "human"))
         assert human.text == "Ana's own answer" and human.generation["annotator_id"] is not None
-        h.admin_refresh_queue(me("root"))
+        admin.admin_refresh_queue(me("root"))
         items = [i for i in db.scalars(select(LabelItem).where(LabelItem.kind == "rank")) if human.id in i.response_ids]
         item = items[0] if items else None
     assert item is not None and len(item.response_ids) == 4  # three model answers + the human one
@@ -387,7 +314,7 @@ def test_a_human_response_made_elsewhere_is_traced_to_its_demonstration(home):
         p = db.scalar(select(Prompt).where(Prompt.external_id == "p1"))
         add_response(db, p, "Bob wrote this.", origin="human")
     candidates("p1", k=2)
-    h.admin_refresh_queue(me("root"))
+    admin.admin_refresh_queue(me("root"))
     with session_scope() as db:
         authors = db.scalars(select(LabelItemAuthor.user_id)).all()
         assert authors == [db.scalar(select(User.id).where(User.name == "bob"))]
@@ -444,84 +371,6 @@ def test_ranks_to_order():
     assert queue.ranks_to_order([2, 1, 2, 3], shown=[30, 10, 20, 40], response_ids=[10, 20, 30, 40]) == [[0], [1, 2], [3]]
     assert queue.ranks_to_order([1, 1], shown=[2, 1], response_ids=[1, 2]) == [[0, 1]]
     assert queue.ranks_to_order([4, 1, 9, 4], shown=[1, 2, 3, 4], response_ids=[1, 2, 3, 4]) == [[1], [0, 3], [2]]
-
-
-# --------------------------------------------------------------------------- admin
-
-
-def test_admin_imports_prompts_with_the_cli_validation(home, tmp_path):
-    root = me("root")
-    assert h.admin_refresh_queue(root) == "queue refreshed: 3 new write items, 0 new rank items"
-    uploads = tmp_path / "gradio-upload-123"  # gradio keeps uploads under a temporary name
-    uploads.mkdir()
-    good = write_jsonl(uploads / "new.jsonl", [{"id": "p9", "messages": [{"role": "user", "content": "New one"}]}, PROMPTS[0]])
-    assert h.admin_import_prompts(root, str(good), "new.jsonl") == \
-        "new.jsonl: 1 prompts added, 1 exact duplicates skipped; 1 new write items"
-    bad = write_jsonl(uploads / "bad.jsonl",
-                      [{"id": "p10", "messages": [{"role": "user", "content": "fine"}]},
-                       {"id": "p11", "messages": [{"role": "robot", "content": "?"}]}])
-    with pytest.raises(RlhfError) as e:
-        h.admin_import_prompts(root, str(bad), "bad.jsonl")
-    assert str(e.value) == "bad.jsonl:2: messages[0].role: expected one of system, user, assistant, got 'robot'"
-    with session_scope() as db:  # all or nothing: p10 was not stored either
-        assert sorted(db.scalars(select(Prompt.external_id))) == ["p1", "p2", "p3", "p9"]
-
-
-def test_admin_creates_users_who_can_then_log_in(home):
-    assert h.admin_create_user(me("root"), "fay", "annotator", PASSWORD) == "created fay (annotator): they can log in now"
-    assert h.whoami(me("fay")).role == "annotator"
-    with pytest.raises(RlhfError, match="already exists"):
-        h.admin_create_user(me("root"), "fay", "admin", PASSWORD)
-    with pytest.raises(RlhfError, match="too short"):
-        h.admin_create_user(me("root"), "gus", "annotator", "short")
-
-
-def test_admin_snapshots_counts_and_settings(home):
-    root, ana = me("root"), me("ana")
-    h.write_next(ana)
-    h.write_submit(ana, "An answer.")
-    with pytest.raises(RlhfError, match="nothing to snapshot"):
-        h.admin_snapshot(root, "sft")  # only approved data by default
-    assert h.admin_snapshot(root, "sft", include_pending=True) == "sft@v1: new version, 1 rows"
-    assert h.admin_snapshot(root, "sft", include_pending=True) == "sft@v1: unchanged content, existing version, 1 rows"
-    rows = {(a, b): n for a, b, n in h.admin_counts(root)}
-    assert rows[("users", "annotator")] == 3 and rows[("prompts", "train")] == 3
-    assert rows[("demonstrations", "pending")] == 1 and rows[("write assignments", "done")] == 1
-    assert rows[("write items", "complete (overlap 1)")] == 1 and rows[("write items", "still open")] == 2
-    assert h.admin_save_settings(root, rank_overlap=5, guidelines="New rules") == "settings saved: guidelines, rank_overlap"
-    assert h.admin_get_settings(root)["rank_overlap"] == 5
-    assert h.write_next(me("bob")).guidelines == "New rules"
-    with pytest.raises(RlhfError, match="outside 1..50"):
-        h.admin_save_settings(root, rank_overlap=0)
-    with pytest.raises(RlhfError, match="unknown setting"):
-        h.admin_save_settings(root, colour="red")
-
-
-def test_admin_generation_runs_in_the_background(home):
-    root = me("root")
-    with pytest.raises(RlhfError, match="model"):
-        h.admin_generate(root, "--help", "prompts@latest", 4)
-    with pytest.raises(RlhfError, match="use 2..9"):
-        h.admin_generate(root, "sft@latest", "prompts@latest", 1)
-    msg = h.admin_generate(root, "sft@latest", "prompts@latest", 4)
-    assert msg.startswith("started: rlhf generate --model sft@latest --prompts prompts@latest --k 4 (log: ")
-    deadline = time.time() + 60
-    while "[running]" in (status := h.admin_jobs(root)) and time.time() < deadline:
-        time.sleep(0.5)
-    assert "generate --model sft@latest" in status and "[running]" not in status
-
-
-def test_sync_is_idempotent_and_groups_candidates_per_model_version(home):
-    candidates("p1", version="sft@v1")
-    candidates("p1", version="ppo@v1", k=3)
-    candidates("p2", version="imported")  # from imported rankings: already ranked
-    candidates("p3", version="sft@v1", k=1)  # one answer is nothing to rank
-    with session_scope() as db:
-        first = queue.sync_items(db)
-    with session_scope() as db:
-        assert queue.sync_items(db) == {"write": 0, "rank": 0}
-        keys = sorted(db.scalars(select(LabelItem.key).where(LabelItem.kind == "rank")))
-    assert first["rank"] == 2 and len(keys) == 2 and all(k.startswith("rank:") for k in keys)
 
 
 # --------------------------------------------------------------------------- JSON API

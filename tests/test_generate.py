@@ -11,9 +11,9 @@ from tests.conftest import run_cli, write_jsonl
 
 
 def _prompts(workspace, tmp_path, n=5):
-    from rlhf import registry
-    from rlhf.store import session_scope
-    from rlhf.store.ingest import import_prompts
+    from rlhf.data import registry
+    from rlhf.data.store import session_scope
+    from rlhf.data.ingest import import_prompts
 
     rows = [{"id": f"g{i}", "messages": [{"role": "user", "content": f"Tell me about topic {i}."}],
              "tags": ["heldout"] if i == 0 else []} for i in range(n)]
@@ -23,9 +23,9 @@ def _prompts(workspace, tmp_path, n=5):
 
 
 def test_generate_stores_k_per_prompt_once(workspace, tmp_path, tiny_model):
-    from rlhf.generate import Sampling, generate_candidates
-    from rlhf.store import session_scope
-    from rlhf.store.models import Prompt, Response
+    from rlhf.train.generate import Sampling, generate_candidates
+    from rlhf.data.store import session_scope
+    from rlhf.data.store.models import Prompt, Response
 
     ref = _prompts(workspace, tmp_path)
     sampling = Sampling(k=3, max_new_tokens=6, temperature=1.0, batch_size=4, seed=1)
@@ -59,7 +59,7 @@ def test_generate_cli_and_bad_options(workspace, tmp_path, tiny_model):
 
 
 def test_generate_unknown_split(workspace, tmp_path, tiny_model):
-    from rlhf.generate import generate_candidates
+    from rlhf.train.generate import generate_candidates
 
     ref = _prompts(workspace, tmp_path, n=2)
     with pytest.raises(RlhfError, match="--split"):

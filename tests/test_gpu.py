@@ -18,7 +18,7 @@ def test_qlora_loads_nf4_double_quant_bf16_and_trains(tmp_path, builtin_cache):
     import bitsandbytes as bnb
     from peft import get_peft_model
 
-    from rlhf import modeling
+    from rlhf.train import modeling
 
     path = modeling.random_model("135m", tmp_path / "m135", seed=0)
     model = modeling.load_model(str(path), mode="qlora", device_map={"": 0})

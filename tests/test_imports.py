@@ -7,9 +7,9 @@ from sqlalchemy import func, select
 
 from conftest import run_cli, write_jsonl
 from rlhf.errors import InputError
-from rlhf.store import session_scope
-from rlhf.store.ingest import import_demonstrations, import_prompts, import_rankings
-from rlhf.store.models import Demonstration, Prompt, Ranking, Response, Review
+from rlhf.data.store import session_scope
+from rlhf.data.ingest import import_demonstrations, import_prompts, import_rankings
+from rlhf.data.store.models import Demonstration, Prompt, Ranking, Response, Review
 
 U = {"role": "user", "content": "How do I boil an egg?"}
 A = {"role": "assistant", "content": "Boil water, add the egg, cook 9 minutes."}
@@ -90,7 +90,7 @@ def test_invalid_utf8(workspace, tmp_path):
 
 
 def test_text_over_size_limit(workspace, tmp_path, monkeypatch):
-    monkeypatch.setattr("rlhf.formats.MAX_TEXT_CHARS", 100)
+    monkeypatch.setattr("rlhf.data.formats.MAX_TEXT_CHARS", 100)
     path = write_jsonl(tmp_path / "p.jsonl", [{"id": "a", "messages": [{"role": "user", "content": "x" * 101}]}])
     with pytest.raises(InputError, match=r":1: messages\[0\].content: text is 101 characters, over the limit of 100"):
         with session_scope() as s:

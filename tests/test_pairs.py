@@ -9,7 +9,7 @@ import random
 import pytest
 
 from rlhf.errors import RlhfError
-from rlhf.pairs import pair_count, prompt_disjoint_split, ranking_to_pairs, split_pairs
+from rlhf.data.pairs import pair_count, prompt_disjoint_split, ranking_to_pairs, split_pairs
 from tests.conftest import write_jsonl
 
 
@@ -75,9 +75,9 @@ def test_split_pairs_prefers_heldout_split():
 
 
 def test_preferences_snapshot_rows(workspace, tmp_path):
-    from rlhf import registry
-    from rlhf.store import session_scope
-    from rlhf.store.ingest import import_prompts, import_rankings
+    from rlhf.data import registry
+    from rlhf.data.store import session_scope
+    from rlhf.data.ingest import import_prompts, import_rankings
 
     prompts = [{"id": f"q{i}", "messages": [{"role": "user", "content": f"Question {i}?"}],
                 "tags": ["t"] + (["heldout"] if i == 2 else [])} for i in range(3)]
@@ -103,9 +103,9 @@ def test_preferences_snapshot_rows(workspace, tmp_path):
 
 
 def test_all_ties_snapshot_is_a_clear_error(workspace, tmp_path):
-    from rlhf import registry
-    from rlhf.store import session_scope
-    from rlhf.store.ingest import import_prompts, import_rankings
+    from rlhf.data import registry
+    from rlhf.data.store import session_scope
+    from rlhf.data.ingest import import_prompts, import_rankings
 
     with session_scope() as s:
         import_prompts(s, write_jsonl(tmp_path / "p.jsonl", [{"id": "q", "messages": [{"role": "user", "content": "Q?"}]}]))

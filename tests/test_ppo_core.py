@@ -12,8 +12,8 @@ import pathlib
 import pytest
 import torch
 
-from rlhf.ppo import core
-from rlhf.ppo.core import (
+from rlhf.train.ppo import core
+from rlhf.train.ppo.core import (
     AdaptiveKLController,
     FixedKLController,
     RunningMoments,

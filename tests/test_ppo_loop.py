@@ -22,9 +22,9 @@ import pytest
 import torch
 
 from rlhf.errors import RlhfError
-from rlhf.ppo import checkpoint, core, models, rollout
-from rlhf.ppo.config import PPOStageConfig
-from rlhf.ppo.trainer import PPOTrainer, TrainingStopped
+from rlhf.train.ppo import checkpoint, core, models, rollout
+from rlhf.train.ppo.config import PPOStageConfig
+from rlhf.train.ppo.trainer import PPOTrainer, TrainingStopped
 
 PROMPTS = [[{"role": "user", "content": f"Question {i}: tell me about topic number {i}."}] for i in range(24)]
 
@@ -41,7 +41,7 @@ def one_thread():
 @pytest.fixture(scope="module")
 def toy(tmp_path_factory, tiny_model):
     """(policy folder, tokenizer, target token set S)."""
-    from rlhf import modeling
+    from rlhf.train import modeling
 
     base = modeling.load_model(str(tiny_model))
     with torch.no_grad():
@@ -182,8 +182,8 @@ def test_kl_explosion_stops(toy, tmp_path):
 
 def test_value_model_on_the_reward_model(toy, tmp_path, tiny_model):
     """value_model rm: a LoRA adapter + score-head copy on the RM; the RM's own scores never change."""
-    from rlhf import modeling
-    from rlhf.ppo import rewards
+    from rlhf.train import modeling
+    from rlhf.train.ppo import rewards
 
     path, tok, _ = toy
     rm_dir = modeling.random_model("tiny", tmp_path / "rm", seed=3, num_labels=1)
@@ -204,7 +204,7 @@ def test_value_model_on_the_reward_model(toy, tmp_path, tiny_model):
 
 def test_qlora_policy_and_critic(toy, tmp_path):
     """mode qlora: 4-bit NF4 policy and RM (bitsandbytes' CPU fallback here) with LoRA adapters train."""
-    from rlhf import modeling
+    from rlhf.train import modeling
 
     path, tok, target = toy
     rm_dir = modeling.random_model("tiny", tmp_path / "rm", seed=3, num_labels=1)

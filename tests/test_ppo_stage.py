@@ -15,9 +15,9 @@ HELDOUT = ["Why is the sky blue?", "What is a prime number?", "How do I boil an 
 
 @pytest.fixture
 def prompts_ref(workspace, tmp_path):
-    from rlhf import registry
-    from rlhf.store import session_scope
-    from rlhf.store.ingest import import_prompts
+    from rlhf.data import registry
+    from rlhf.data.store import session_scope
+    from rlhf.data.ingest import import_prompts
 
     rows = [{"id": f"t{i}", "messages": [{"role": "user", "content": q}], "tags": ["cooking"]} for i, q in enumerate(TRAIN)]
     rows += [{"id": f"h{i}", "messages": [{"role": "user", "content": q}], "tags": ["heldout"]} for i, q in enumerate(HELDOUT)]
@@ -28,7 +28,7 @@ def prompts_ref(workspace, tmp_path):
 
 @pytest.fixture
 def tiny_rm(tmp_path_factory, tiny_model):
-    from rlhf.modeling import random_model
+    from rlhf.train.modeling import random_model
 
     return random_model("tiny", tmp_path_factory.mktemp("rm") / "rm", seed=1, num_labels=1)
 
@@ -41,8 +41,8 @@ def args(policy, rm, prompts, *extra) -> list[str]:
 
 def test_stage_registers_ppo_v1(workspace, prompts_ref, tiny_model, tiny_rm, capsys):
     from stages import ppo as stage
-    from rlhf.store import session_scope
-    from rlhf.versions import get_model_version
+    from rlhf.data.store import session_scope
+    from rlhf.data.versions import get_model_version
 
     result = stage.main(args(tiny_model, tiny_rm, prompts_ref, "--value-model", "policy_head", "--lora-layers", "1"))
     out = capsys.readouterr().out

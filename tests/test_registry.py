@@ -8,11 +8,11 @@ import pytest
 from sqlalchemy import select
 
 from conftest import run_cli, write_jsonl
-from rlhf import registry
+from rlhf.data import registry
 from rlhf.errors import IntegrityError, NotFoundError, RlhfError
-from rlhf.store import session_scope
-from rlhf.store.ingest import import_demonstrations, import_prompts
-from rlhf.store.models import DatasetVersion
+from rlhf.data.store import session_scope
+from rlhf.data.ingest import import_demonstrations, import_prompts
+from rlhf.data.store.models import DatasetVersion
 
 
 def add_prompts(tmp_path, n, start=0, heldout_every=4):
@@ -165,7 +165,7 @@ def test_cli_snapshot_list_show(workspace, tmp_path):
 
 
 def test_dangling_builtin_link_is_replaced(workspace, builtin_cache, tmp_path):
-    from rlhf import modeling
+    from rlhf.train import modeling
 
     link = workspace / "models" / modeling.BUILTIN
     link.unlink()

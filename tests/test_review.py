@@ -8,11 +8,12 @@ import pytest
 from sqlalchemy import func, select
 
 from conftest import run_cli, write_jsonl
-from rlhf import registry, review
+from rlhf.data import registry
+from rlhf.review import actions as review
 from rlhf.errors import RlhfError
-from rlhf.store import session_scope
-from rlhf.store.ingest import import_demonstrations, import_prompts, import_rankings
-from rlhf.store.models import Demonstration, Ranking, Response, Review, User
+from rlhf.data.store import session_scope
+from rlhf.data.ingest import import_demonstrations, import_prompts, import_rankings
+from rlhf.data.store.models import Demonstration, Ranking, Response, Review, User
 
 PROMPTS = [
     {"id": "c1", "messages": [{"role": "user", "content": "How long do I boil an egg?"}], "tags": ["cooking"]},
@@ -179,7 +180,7 @@ def test_cli_review_commands(seeded):
 @pytest.fixture
 def accounts(seeded, monkeypatch):
     """Log-in accounts: eve (expert), ann1 (annotator); the handlers reload them from the store on every call."""
-    from rlhf import auth
+    from rlhf.data import accounts as auth
 
     monkeypatch.setenv("RLHF_PASSWORD_HASH", "fast")
     with session_scope() as s:

@@ -40,9 +40,11 @@ pytestmark = [
 ]
 
 SEED = f"""
-from rlhf import ab, auth, registry
-from rlhf.store import session_scope
-from rlhf.store.ingest import import_demonstrations, import_prompts
+from rlhf.review import ab
+from rlhf.data import accounts as auth
+from rlhf.data import registry
+from rlhf.data.store import session_scope
+from rlhf.data.ingest import import_demonstrations, import_prompts
 import json, pathlib, sys
 home = pathlib.Path(sys.argv[1])
 prompts = [{{"id": "egg", "messages": [{{"role": "user", "content": "How long do I boil an egg?"}}], "tags": ["cooking"]}},
@@ -120,9 +122,9 @@ def test_expert_approves_edits_and_judges_blind(app_server, browser, monkeypatch
     # step 5. the database holds exactly those rows
     monkeypatch.setenv("RLHF_HOME", str(home))
     monkeypatch.delenv("RLHF_DATABASE_URL", raising=False)
-    from rlhf.store import session_scope
-    from rlhf.store.models import Demonstration, Ranking, Response, Review
-    from rlhf.store.review_models import ABItem, ABJudgement
+    from rlhf.data.store import session_scope
+    from rlhf.data.store.models import Demonstration, Ranking, Response, Review
+    from rlhf.data.store.review_models import ABItem, ABJudgement
 
     with session_scope() as db:
         demos = db.scalars(select(Demonstration).order_by(Demonstration.id)).all()

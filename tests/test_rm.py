@@ -15,9 +15,9 @@ WORDS = "river stone cloud paper window garden pencil orange rabbit candle silve
 
 def _toy_preferences(tmp_path, n_prompts=48, n_heldout=12, seed=0) -> str:
     """Rankings where the answer containing "banana" is best and two without it tie below: 2 pairs per prompt."""
-    from rlhf import registry
-    from rlhf.store import session_scope
-    from rlhf.store.ingest import import_prompts, import_rankings
+    from rlhf.data import registry
+    from rlhf.data.store import session_scope
+    from rlhf.data.ingest import import_prompts, import_rankings
 
     rng = random.Random(seed)
     prompts, rankings = [], []
@@ -39,8 +39,8 @@ def _toy_preferences(tmp_path, n_prompts=48, n_heldout=12, seed=0) -> str:
 
 
 def test_prompt_cut_from_the_left_answer_whole(builtin_cache):
-    from rlhf import modeling
-    from rlhf.rm import tokenize_response
+    from rlhf.train import modeling
+    from rlhf.train.rm import tokenize_response
 
     tok = modeling.load_tokenizer(str(builtin_cache))
     prompt = [{"role": "user", "content": "word " * 300 + "Finally, what is 2 + 2?"}]
@@ -57,8 +57,8 @@ def test_prompt_cut_from_the_left_answer_whole(builtin_cache):
 def test_check_same_tokenizer(builtin_cache, tiny_model):
     from transformers import AutoTokenizer
 
-    from rlhf import modeling
-    from rlhf.rm import check_same_tokenizer
+    from rlhf.train import modeling
+    from rlhf.train.rm import check_same_tokenizer
 
     a = modeling.load_tokenizer(str(builtin_cache))
     check_same_tokenizer(a, modeling.load_tokenizer(str(tiny_model)), "rm@v1 and sft@v1")
@@ -79,8 +79,8 @@ def test_tiny_rm_learns_toy_preference_and_scores(workspace, tmp_path, tiny_mode
     assert result["accuracy"] >= 0.85, result
     assert result["accuracy"] > result["accuracy_before"] + 0.2
 
-    from rlhf.store import session_scope
-    from rlhf.versions import get_model_version
+    from rlhf.data.store import session_scope
+    from rlhf.data.versions import get_model_version
 
     with session_scope() as s:
         mv = get_model_version(s, result["model"])
@@ -104,9 +104,9 @@ def test_tiny_rm_learns_toy_preference_and_scores(workspace, tmp_path, tiny_mode
 
 
 def test_head_mode_trains_only_the_score_head(workspace, tmp_path, tiny_model):
-    from rlhf import modeling
-    from rlhf.rm import RMStageConfig, build_model
-    from rlhf.training import count_params
+    from rlhf.train import modeling
+    from rlhf.train.rm import RMStageConfig, build_model
+    from rlhf.train.training import count_params
 
     model, peft = build_model(RMStageConfig(model=str(tiny_model), mode="head"), modeling.resolve(str(tiny_model)))
     trainable, total = count_params(model)
@@ -119,7 +119,7 @@ def test_bad_inputs(workspace, tmp_path, tiny_model):
     from tokenizers import Tokenizer, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 
-    from rlhf.pairs import split_pairs
+    from rlhf.data.pairs import split_pairs
     from stages import rm as stage
 
     import datasets

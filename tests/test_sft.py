@@ -10,11 +10,11 @@ import pytest
 from sqlalchemy import select
 
 from conftest import REPO, write_jsonl
-from rlhf import registry
+from rlhf.data import registry
 from rlhf.errors import NotFoundError, RlhfError
-from rlhf.store import session_scope
-from rlhf.store.ingest import import_demonstrations, import_prompts
-from rlhf.store.models import ModelVersion
+from rlhf.data.store import session_scope
+from rlhf.data.ingest import import_demonstrations, import_prompts
+from rlhf.data.store.models import ModelVersion
 
 TOPICS = ["apples", "rivers", "lists", "taxes", "bread", "trains", "stars", "loans"]
 
@@ -50,7 +50,7 @@ def test_sft_lowers_heldout_loss_and_registers(sft_data, tiny_model):
         assert mv.ref == "sft@v1" and mv.dataset_versions == [sft_data] and mv.seed == 0
         assert mv.config["mode"] == "lora" and mv.metrics["eval_loss_after"] == result["eval_loss_after"]
         assert mv.code_version
-    from rlhf import modeling
+    from rlhf.train import modeling
 
     merged = modeling.load_model("sft@v1")  # a merged, loadable full model
     assert not hasattr(merged, "peft_config")
@@ -71,7 +71,7 @@ def test_other_modes_train(sft_data, tiny_model, mode):
 
 
 def test_head_mode_trains_only_the_head(tiny_model):
-    from rlhf import modeling
+    from rlhf.train import modeling
 
     model = modeling.load_model(str(tiny_model))
     embed_before = model.model.embed_tokens.weight.detach().clone()

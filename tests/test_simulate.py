@@ -7,7 +7,7 @@ import random
 import pytest
 
 from rlhf.errors import RlhfError
-from rlhf.simulate import (annotator_name, calibrate_sigma, expected_flip_rate, flips, measured_flip_rate, noisy_order,
+from rlhf.train.simulate import (annotator_name, calibrate_sigma, expected_flip_rate, flips, measured_flip_rate, noisy_order,
                            rubric_of)
 from tests.conftest import run_cli, write_jsonl
 
@@ -60,9 +60,9 @@ def test_annotator_names():
 
 
 def _seed_store(tmp_path, n_prompts=6, k=4):
-    from rlhf.store import session_scope
-    from rlhf.store.ingest import add_response, import_prompts
-    from rlhf.store.models import Prompt
+    from rlhf.data.store import session_scope
+    from rlhf.data.ingest import add_response, import_prompts
+    from rlhf.data.store.models import Prompt
 
     prompts = [{"id": f"q{i}", "messages": [{"role": "user", "content": f"How do I bake bread number {i}?"}]}
                for i in range(n_prompts)]
@@ -78,10 +78,10 @@ def _seed_store(tmp_path, n_prompts=6, k=4):
 
 
 def test_simulate_stores_simulated_rankings(workspace, tmp_path):
-    from rlhf import registry
-    from rlhf.simulate import simulate_rankings
-    from rlhf.store import session_scope
-    from rlhf.store.models import Ranking, User
+    from rlhf.data import registry
+    from rlhf.train.simulate import simulate_rankings
+    from rlhf.data.store import session_scope
+    from rlhf.data.store.models import Ranking, User
 
     _seed_store(tmp_path)
     report = simulate_rankings("concise_helpful", 0.0, model_version="sft@v1", annotators=2, overlap=2, progress=False)
@@ -113,8 +113,8 @@ def test_simulate_cli_approve_and_user_rubric(workspace, tmp_path):
     out = run_cli("simulate", "rank", "--rubric", f"{rubric}:shortest", "--noise", "0", "--approve")
     assert out.returncode == 0, out.stderr
     assert '"rankings_added": 3' in out.stdout and '"status": "approved"' in out.stdout
-    from rlhf import registry
-    from rlhf.store import session_scope
+    from rlhf.data import registry
+    from rlhf.data.store import session_scope
 
     with session_scope() as s:
         dv, _ = registry.snapshot(s, "preferences", registry.SnapshotOptions(include_simulated=True))

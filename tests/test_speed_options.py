@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from rlhf import modeling
+from rlhf.train import modeling
 
 
 @pytest.fixture
@@ -71,7 +71,7 @@ def test_activation_checkpointing_gives_the_same_loss_and_grads(model_and_batch)
 
 
 def test_chunked_logprobs_equal_full(model_and_batch):
-    from rlhf.ppo.core import logprobs_from_logits, selective_logprobs
+    from rlhf.train.ppo.core import logprobs_from_logits, selective_logprobs
 
     model, seqs = model_and_batch
     ids = torch.stack([s[:4] for s in seqs])

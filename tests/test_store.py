@@ -7,8 +7,8 @@ import sqlite3
 import pytest
 from sqlalchemy import select
 
-from rlhf.store import session_scope
-from rlhf.store.models import Prompt, User
+from rlhf.data.store import session_scope
+from rlhf.data.store.models import Prompt, User
 
 
 def test_schema_from_migrations_in_wal_mode(workspace):

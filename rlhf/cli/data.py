@@ -23,8 +23,8 @@ ApproveOpt = Annotated[str | None, typer.Option("--approved-by", help="mark impo
 
 
 def _import(kind: str, file: Path, approved_by: str | None = None) -> None:
-    from rlhf.store import session_scope
-    from rlhf.store.ingest import IMPORTERS
+    from rlhf.data.store import session_scope
+    from rlhf.data.ingest import IMPORTERS
 
     with session_scope() as s:
         fn = IMPORTERS[kind]
@@ -55,8 +55,8 @@ def snapshot(name: str,
              include_pending: Annotated[bool, typer.Option(help="also take items not yet approved by an expert")] = False,
              include_simulated: Annotated[bool, typer.Option(help="also take simulated rankings")] = False):
     """Freeze NAME (prompts, sft, preferences) from the store; prints NAME@vN."""
-    from rlhf import registry
-    from rlhf.store import session_scope
+    from rlhf.data import registry
+    from rlhf.data.store import session_scope
 
     with session_scope() as s:
         dv, created = registry.snapshot(s, name, registry.SnapshotOptions(include_pending, include_simulated))
@@ -68,8 +68,8 @@ def snapshot(name: str,
 @registry_app.command("list")
 def registry_list():
     """Every dataset version, newest first."""
-    from rlhf.store import session_scope
-    from rlhf.store.models import DatasetVersion
+    from rlhf.data.store import session_scope
+    from rlhf.data.store.models import DatasetVersion
 
     with session_scope() as s:
         versions = s.scalars(select(DatasetVersion).order_by(DatasetVersion.name, DatasetVersion.version.desc())).all()
@@ -82,8 +82,8 @@ def registry_list():
 @registry_app.command("show")
 def registry_show(ref: str, verify: Annotated[bool, typer.Option(help="re-hash the stored rows")] = True):
     """Row count, content hash and lineage of NAME@vN (or NAME@latest)."""
-    from rlhf import registry
-    from rlhf.store import session_scope
+    from rlhf.data import registry
+    from rlhf.data.store import session_scope
 
     with session_scope() as s:
         dv = registry.get_version(s, ref)
@@ -100,9 +100,9 @@ def registry_show(ref: str, verify: Annotated[bool, typer.Option(help="re-hash t
 @models_app.command("list")
 def models_list():
     """The built-in model(s) and every registered model version."""
-    from rlhf import modeling
-    from rlhf.store import session_scope
-    from rlhf.store.models import ModelVersion
+    from rlhf.train import modeling
+    from rlhf.data.store import session_scope
+    from rlhf.data.store.models import ModelVersion
 
     try:
         gguf = modeling.builtin_gguf()

@@ -26,8 +26,8 @@ def agreement_cmd(
         include_simulated: Annotated[bool, typer.Option(help="also count rankings by simulated annotators")] = False,
         plot: Annotated[Path | None, typer.Option(help="also write the dashboard's plots to this PNG")] = None):
     """Inter-annotator agreement on rankings: Krippendorff's alpha, Kendall tau, bias, adjudication queue."""
-    from rlhf import agreement
-    from rlhf.store import session_scope
+    from rlhf.review import agreement
+    from rlhf.data.store import session_scope
 
     with session_scope() as s:
         rep = agreement.report(s, threshold, include_simulated)
@@ -48,8 +48,8 @@ def session_create(
         limit: Annotated[int | None, typer.Option(help="at most this many prompts")] = None,
         created_by: Annotated[str, typer.Option(help="who asked for the session (recorded)")] = ""):
     """Generate both models' answers to the snapshot's prompts and open a blind session; prints ab#ID."""
-    from rlhf import ab
-    from rlhf.store import session_scope
+    from rlhf.review import ab
+    from rlhf.data.store import session_scope
 
     gen = ab.Generation(max_new_tokens=max_new_tokens, temperature=temperature, seed=seed)
     with session_scope() as s:
@@ -64,8 +64,8 @@ def session_create(
 @session_app.command("list")
 def session_list():
     """Every session with its item and judgement counts, newest first."""
-    from rlhf import ab
-    from rlhf.store import session_scope
+    from rlhf.review import ab
+    from rlhf.data.store import session_scope
 
     with session_scope() as s:
         rows = ab.list_sessions(s)
@@ -81,8 +81,8 @@ def session_judge_simulated(
         rubric: Annotated[str, typer.Option(help="a shipped rubric (concise_helpful, concise_relevant, length_only) or path/file.py:function")] = "concise_helpful",
         tie_margin: Annotated[float, typer.Option(help="rubric scores closer than this are a tie")] = 0.05):
     """Let a rubric play the expert on every item it has not judged (stored as simulated)."""
-    from rlhf import ab
-    from rlhf.store import session_scope
+    from rlhf.review import ab
+    from rlhf.data.store import session_scope
 
     with session_scope() as s:
         name, added = ab.judge_simulated(s, session_id, rubric, tie_margin)
@@ -98,8 +98,9 @@ def session_report(
         out: Annotated[Path | None, typer.Option(help="write markdown here (and its plot as <stem>.png beside it)")] = None,
         humans_only: Annotated[bool, typer.Option(help="leave out simulated judges")] = False):
     """Win rate of B over A with a 95% interval, ties, per tag, per judge, inter-expert agreement."""
-    from rlhf import ab, paths
-    from rlhf.store import session_scope
+    from rlhf.review import ab
+    from rlhf import paths
+    from rlhf.data.store import session_scope
 
     with session_scope() as s:
         sid = ab.get_session(s, session_id).id
@@ -119,8 +120,8 @@ def review_queue(kind: Annotated[str | None, typer.Option(help="demonstration | 
                  annotator: Annotated[str | None, typer.Option(help="only this annotator's items")] = None,
                  limit: Annotated[int, typer.Option(help="show at most this many")] = 50):
     """Pending demonstrations and rankings, oldest first."""
-    from rlhf import review
-    from rlhf.store import session_scope
+    from rlhf.review import actions as review
+    from rlhf.data.store import session_scope
 
     with session_scope() as s:
         items = review.queue(s, kind, tag, annotator)
@@ -132,8 +133,8 @@ def review_queue(kind: Annotated[str | None, typer.Option(help="demonstration | 
 
 
 def _act(action: str, reviewer: str, item: str, reason: str | None, text: str | None = None) -> None:
-    from rlhf import review
-    from rlhf.store import session_scope
+    from rlhf.review import actions as review
+    from rlhf.data.store import session_scope
 
     kind, item_id = review.parse_key(item)
     with session_scope() as s:

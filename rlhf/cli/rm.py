@@ -29,7 +29,7 @@ def generate(model: Annotated[str, typer.Option(help="built-in name, local HF fo
              seed: Annotated[int, typer.Option(help="sampling seed")] = 0,
              precision: Annotated[str, typer.Option(help="auto (bf16 on a GPU or a CPU with native bf16) | bf16 | fp32")] = "auto"):
     """Sample K answers per prompt and store them as candidates to rank (skips prompts that already have K)."""
-    from rlhf.generate import Sampling, generate_candidates
+    from rlhf.train.generate import Sampling, generate_candidates
 
     sampling = Sampling(k=k, max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, batch_size=batch_size,
                         seed=seed, precision=precision)
@@ -50,7 +50,7 @@ def simulate_rank(rubric: Annotated[str, typer.Option(help="a shipped rubric (co
                   overlap: Annotated[int, typer.Option(help="annotators per prompt (>1 gives agreement metrics)")] = 1,
                   approve: Annotated[bool, typer.Option(help="store the rankings approved (default: pending review)")] = False):
     """Rank each prompt's stored model responses with a rubric plus noise; stored as origin "simulated"."""
-    from rlhf.simulate import simulate_rankings
+    from rlhf.train.simulate import simulate_rankings
 
     report = simulate_rankings(rubric, noise, model_version=model_version, prompts_ref=prompts, seed=seed,
                                annotators=annotators, overlap=overlap, approve=approve)
@@ -62,7 +62,7 @@ def simulate_rank(rubric: Annotated[str, typer.Option(help="a shipped rubric (co
 
 def read_score_rows(file: Path) -> tuple[list[list[dict]], list[str]]:
     """Rows {"prompt": text or messages, "response": text} -> (prompt messages, responses); errors name FILE:LINE: FIELD."""
-    from rlhf.formats import _Checker, read_jsonl
+    from rlhf.data.formats import _Checker, read_jsonl
 
     prompts, responses = [], []
     for line, obj in read_jsonl(file):
@@ -88,9 +88,9 @@ def score(file: Annotated[Path, typer.Argument(help='JSONL rows {"prompt": text 
           batch_size: Annotated[int, typer.Option(help="responses per forward pass")] = 16,
           max_length: Annotated[int, typer.Option(help="longest prompt + response in tokens (prompts cut from the left)")] = 1024):
     """Reward of each prompt + response row: prints (or writes) the rows with a "reward" field."""
-    from rlhf import modeling
-    from rlhf.formats import read_jsonl
-    from rlhf.rm import score_texts
+    from rlhf.train import modeling
+    from rlhf.data.formats import read_jsonl
+    from rlhf.train.rm import score_texts
 
     prompts, responses = read_score_rows(file)  # every row checked before the model loads
     resolved = modeling.resolve(model)

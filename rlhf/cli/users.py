@@ -36,8 +36,8 @@ def read_password(confirm: bool = True) -> str:
 @users_app.command("add")
 def users_add(name: str, role: RoleOpt = "annotator"):
     """Create NAME with ROLE; the password is prompted for (or read from stdin)."""
-    from rlhf import auth
-    from rlhf.store import session_scope
+    from rlhf.data import accounts as auth
+    from rlhf.data.store import session_scope
 
     auth.check_name(name), auth.check_role(role)  # fail before asking for a password
     password = read_password()
@@ -50,8 +50,8 @@ def users_add(name: str, role: RoleOpt = "annotator"):
 @users_app.command("passwd")
 def users_passwd(name: str):
     """Set a new password for NAME (prompted, or read from stdin)."""
-    from rlhf import auth
-    from rlhf.store import session_scope
+    from rlhf.data import accounts as auth
+    from rlhf.data.store import session_scope
 
     password = read_password()
     with session_scope() as s:
@@ -62,8 +62,8 @@ def users_passwd(name: str):
 @users_app.command("role")
 def users_role(name: str, role: str):
     """Change NAME's role (annotator | expert | admin)."""
-    from rlhf import auth
-    from rlhf.store import session_scope
+    from rlhf.data import accounts as auth
+    from rlhf.data.store import session_scope
 
     with session_scope() as s:
         auth.set_role(s, name, role)
@@ -73,8 +73,8 @@ def users_role(name: str, role: str):
 @users_app.command("list")
 def users_list():
     """Every user: role, whether they can log in, and how much they have labelled."""
-    from rlhf.store import session_scope
-    from rlhf.store.models import Demonstration, Ranking, User
+    from rlhf.data.store import session_scope
+    from rlhf.data.store.models import Demonstration, Ranking, User
 
     with session_scope() as s:
         demos = dict(s.execute(select(Demonstration.annotator_id, func.count()).group_by(Demonstration.annotator_id)).all())

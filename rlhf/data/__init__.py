@@ -1,0 +1,12 @@
+"""rlhf.data: what a team records and freezes. Imports nothing from rlhf.train or rlhf.review.
+
+- `store/`      SQLAlchemy models, engine and sessions, Alembic migrations (`session_scope`)
+- `formats`     the JSONL interchange formats and their field checks (FILE:LINE: FIELD errors)
+- `records`     the one writer per row kind: prompts, demonstrations, responses, rankings, users
+- `ingest`      importing JSONL files (all or nothing) through `records`
+- `accounts`    users, argon2 passwords, roles and the one role check (`require`)
+- `pairs`       rankings -> preference pairs, prompt-disjoint splits
+- `snapshots`   the dataset builders (prompts, sft, preferences)
+- `registry`    dataset versions (content-hashed snapshots) and model versions; model references
+- `jobs`        background jobs (candidate generation from the app) with their status in the store
+"""

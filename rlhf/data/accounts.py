@@ -1,0 +1,111 @@
+"""Accounts: argon2id password hashes, creating users, checking a login.
+
+Used by `rlhf users` and by the labeling app (which adds role checks on top). Passwords are
+never stored or logged; only the argon2id hash (salt and cost parameters inside it) is kept in
+`users.password_hash`. A user without a hash (imported or simulated) cannot log in.
+
+Cost: argon2-cffi's defaults (RFC 9106 low-memory profile: t=3, 64 MiB, p=4), about 0.3 s a
+check on a 2-core machine. `RLHF_PASSWORD_HASH=fast` switches *new* hashes to a cheap profile
+for tests and load benchmarks only; a hash always verifies with the parameters stored in it.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import re
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from rlhf.errors import RlhfError
+from rlhf.data.store.models import ROLES, User
+
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")
+MIN_PASSWORD = 8
+
+
+def hasher() -> PasswordHasher:
+    if os.environ.get("RLHF_PASSWORD_HASH") == "fast":  # tests and benchmarks only (see module docstring)
+        return PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
+    return PasswordHasher()
+
+
+def hash_password(password: str) -> str:
+    return hasher().hash(password)
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    return PasswordHasher().hash("not-a-password")
+
+
+def verify_password(stored_hash: str | None, password: str) -> bool:
+    """True when `password` matches `stored_hash` (argon2 compares in constant time)."""
+    if not stored_hash:
+        # spend the same time as a real check, so a login cannot tell unknown users apart
+        stored_hash, password = _dummy_hash(), password + "\x00"
+    try:
+        return PasswordHasher().verify(stored_hash, password)
+    except (VerifyMismatchError, VerificationError, InvalidHashError):
+        return False
+
+
+def check_name(name: str) -> str:
+    name = (name or "").strip()
+    if not NAME.match(name):
+        raise RlhfError(f"user name {name!r}: use 1-64 letters, digits, '_', '.', '@' or '-', starting with a letter or digit")
+    return name
+
+
+def check_role(role: str) -> str:
+    if role not in ROLES:
+        raise RlhfError(f"role {role!r}: expected one of {', '.join(ROLES)}")
+    return role
+
+
+def check_password(password: str) -> str:
+    if len(password or "") < MIN_PASSWORD:
+        raise RlhfError(f"password too short: use at least {MIN_PASSWORD} characters")
+    return password
+
+
+def create_user(session: Session, name: str, role: str, password: str) -> User:
+    """A new user who can log in. An existing user without a password (imported) gets one and the role."""
+    name, role, password = check_name(name), check_role(role), check_password(password)
+    user = session.scalar(select(User).where(User.name == name))
+    if user is not None and user.password_hash:
+        raise RlhfError(f"user {name!r} already exists: use `rlhf users passwd {name}` to change the password")
+    if user is None:
+        user = User(name=name, role=role, password_hash=None, simulated=False)
+        session.add(user)
+    user.role, user.password_hash, user.simulated = role, hash_password(password), False
+    session.flush()
+    return user
+
+
+def set_password(session: Session, name: str, password: str) -> User:
+    user = session.scalar(select(User).where(User.name == name))
+    if user is None:
+        raise RlhfError(f"no user {name!r}: `rlhf users list` shows them")
+    user.password_hash = hash_password(check_password(password))
+    return user
+
+
+def set_role(session: Session, name: str, role: str) -> User:
+    user = session.scalar(select(User).where(User.name == name))
+    if user is None:
+        raise RlhfError(f"no user {name!r}: `rlhf users list` shows them")
+    user.role = check_role(role)
+    return user
+
+
+def authenticate(session: Session, name: str, password: str) -> User | None:
+    """The user when `name`/`password` match a person's account, else None (simulated users never log in)."""
+    user = session.scalar(select(User).where(User.name == (name or "").strip()))
+    ok = verify_password(user.password_hash if user is not None else None, password or "")
+    if not ok or user is None or user.simulated or not user.password_hash:
+        return None
+    return user

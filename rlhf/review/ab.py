@@ -1,0 +1,525 @@
+"""Blind A/B review sessions: two model versions answer the same prompts; experts pick the better one.
+
+A session (`create_session`) takes model A (the baseline), model B (the challenger) and the
+prompts of a registry snapshot, generates both models' answers (greedy by default, or seeded
+sampling), and stores one item per prompt with the sides drawn at random. A judge sees only
+"Answer A" (left) and "Answer B" (right), never a model name (`next_pair`), and picks A, B or a
+tie with an optional reason (`judge`). `judge_simulated` lets a rubric (`rlhf.rubrics`) play
+the expert for the demo; its judgements are stored with origin "simulated".
+
+The report (`session_report`, `to_markdown`, `plot`):
+
+- Win rate of B over A, ties counted half: `p = (wins_B + ties / 2) / n` over the n
+  judgements (each judge's latest verdict on each item counts once).
+- Its 95% interval is the Wilson score interval (Wilson 1927; Agresti & Coull 1998) with
+  z = 1.96 (the 0.975 normal quantile):
+
+      centre    = (p + z^2 / (2n)) / (1 + z^2 / n)
+      halfwidth = z / (1 + z^2 / n) * sqrt(p (1 - p) / n + z^2 / (4 n^2))
+
+  It stays inside [0, 1] and behaves at p = 0 or 1 and small n, where the normal (Wald)
+  interval does not. Treating a tie as half a win is an approximation: a tie carries less
+  variance than a coin flip, so the interval is, if anything, a little wide.
+- Ties, a per-tag breakdown (a prompt's tags), per-judge tallies, and inter-expert agreement on
+  shared items: percent agreement and Cohen's kappa over the three outcomes (a, b, tie),
+  `kappa = (p_o - p_e) / (1 - p_e)` with `p_e = sum_k p_judge1(k) * p_judge2(k)`.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections import defaultdict
+from dataclasses import dataclass, field
+from itertools import combinations
+from pathlib import Path
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from rlhf.errors import NotFoundError, RlhfError
+from rlhf.data.store.models import Prompt, Response, User
+from rlhf.data.store.review_models import CHOICES, ABItem, ABJudgement, ABSession
+
+Z95 = 1.959963984540054
+"""the 0.975 quantile of the standard normal: a two-sided 95% interval"""
+
+SIDE_LABELS = {"left": "A", "right": "B"}  # what a judge sees; model names never reach the page
+
+
+# --------------------------------------------------------------------------- statistics (pure)
+
+
+def wilson_interval(successes: float, n: int, z: float = Z95) -> tuple[float, float]:
+    """The Wilson score interval for a proportion `successes / n` (see the module docstring).
+
+    >>> [round(x, 4) for x in wilson_interval(8, 10)]
+    [0.4902, 0.9433]
+    """
+    if n <= 0:
+        return (math.nan, math.nan)
+    p = successes / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z / denom * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    return (max(0.0, centre - half), min(1.0, centre + half))
+
+
+def cohen_kappa(x: list[str], y: list[str], categories: tuple[str, ...] = ("a", "b", "tie")) -> float:
+    """Cohen's kappa of two judges' labels on the same items; nan when chance agreement is 1."""
+    if len(x) != len(y) or not x:
+        return math.nan
+    n = len(x)
+    p_o = sum(a == b for a, b in zip(x, y)) / n
+    p_e = sum((x.count(c) / n) * (y.count(c) / n) for c in categories)
+    return (p_o - p_e) / (1 - p_e) if p_e < 1 else math.nan
+
+
+@dataclass
+class Tally:
+    """Outcomes of some judgements, from B's side."""
+
+    b: int = 0  # B better
+    a: int = 0  # A better
+    tie: int = 0
+
+    def add(self, winner: str) -> None:
+        setattr(self, winner, getattr(self, winner) + 1)
+
+    @property
+    def n(self) -> int:
+        return self.a + self.b + self.tie
+
+    @property
+    def win_rate(self) -> float:
+        """(wins_B + ties / 2) / n"""
+        return (self.b + self.tie / 2) / self.n if self.n else math.nan
+
+    @property
+    def interval(self) -> tuple[float, float]:
+        return wilson_interval(self.b + self.tie / 2, self.n)
+
+
+# --------------------------------------------------------------------------- creating a session
+
+
+@dataclass(frozen=True)
+class Generation:
+    """How both models answer: the same settings for A and B."""
+
+    max_new_tokens: int = 128
+    """longest answer in tokens"""
+    temperature: float = 0.0
+    """0 = greedy (deterministic); > 0 = sampling with `seed`"""
+    top_p: float = 1.0
+    """nucleus sampling mass when sampling"""
+    seed: int = 0
+    """seeds the sampling, the sides of each item and the presentation order"""
+    batch_size: int = 8
+    """prompts per generate() call"""
+
+
+def _prompt_rows(session: Session, prompts_ref: str, split: str | None, limit: int | None) -> list[Prompt]:
+    """The store's Prompt rows behind a registry snapshot (prompts, sft or preferences), in snapshot order."""
+    from rlhf.data import registry
+
+    ds = registry.load(session, prompts_ref)
+    if "prompt_id" not in ds.column_names:
+        raise RlhfError(f"{prompts_ref}: its rows have no prompt_id column; use a prompts snapshot "
+                        "(rlhf registry snapshot prompts)")
+    wanted, seen = [], set()
+    for pid in ds["prompt_id"]:
+        if pid not in seen:
+            seen.add(pid)
+            wanted.append(pid)
+    by_ext = {p.external_id: p for p in session.scalars(select(Prompt).where(Prompt.external_id.in_(wanted)))}
+    missing = [pid for pid in wanted if pid not in by_ext]
+    if missing:
+        raise NotFoundError(f"{prompts_ref}: prompts {missing[:5]} are not in the store (was the database replaced?)")
+    rows = [by_ext[pid] for pid in wanted if split is None or by_ext[pid].split == split]
+    if limit:
+        rows = rows[:limit]
+    if not rows:
+        raise RlhfError(f"{prompts_ref}: no prompts" + (f" in split {split!r}" if split else ""))
+    return rows
+
+
+def generate_answers(model_spec: str, prompts: list[list[dict]], gen: Generation, progress: bool = True) -> list[str]:
+    """One answer per chat prompt from `model_spec` (built-in, folder or NAME@vN)."""
+    import torch
+    from tqdm.auto import tqdm
+
+    from rlhf.train import modeling
+    from rlhf.train import training
+
+    resolved = modeling.resolve(model_spec)
+    tok = modeling.load_tokenizer(resolved)
+    model = modeling.load_model(resolved).to(training.device())
+    out: list[str] = []
+    batches = range(0, len(prompts), gen.batch_size)
+    for start in tqdm(batches, desc=f"answers from {model_spec}", disable=not progress, unit="batch"):
+        batch = prompts[start:start + gen.batch_size]
+        if gen.temperature <= 0:
+            out.extend(training.generate_samples(model, tok, batch, max_new_tokens=gen.max_new_tokens))
+            continue
+        torch.manual_seed(gen.seed + start)  # seeded sampling: the same session settings give the same answers
+        tok.padding_side = "left"
+        texts = [tok.apply_chat_template(m, tokenize=False, add_generation_prompt=True) for m in batch]
+        enc = tok(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
+        model.eval()
+        with torch.no_grad():
+            seqs = model.generate(**enc, max_new_tokens=gen.max_new_tokens, do_sample=True, temperature=gen.temperature,
+                                  top_p=gen.top_p, pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)
+        out.extend(tok.decode(s[enc["input_ids"].shape[1]:], skip_special_tokens=True).strip() for s in seqs)
+    del model
+    return out
+
+
+def _pin(session: Session, spec: str, strict: bool = True) -> str:
+    """`NAME@latest` -> the `NAME@vN` it means now (a report must name the exact version); others unchanged.
+
+    Not strict (answers made elsewhere): an unregistered name is kept as given."""
+    from rlhf.train import modeling
+    from rlhf.data.versions import get_model_version
+
+    if spec in (modeling.BUILTIN, "builtin"):
+        return modeling.BUILTIN
+    if "@" in spec and not Path(spec).expanduser().exists():
+        try:
+            return get_model_version(session, spec).ref
+        except NotFoundError:
+            if strict:
+                raise
+    return spec
+
+
+def create_session(session: Session, model_a: str, model_b: str, prompts_ref: str, gen: Generation = Generation(),
+                   split: str | None = None, limit: int | None = None, created_by: str = "",
+                   progress: bool = True, answers: tuple[list[str], list[str]] | None = None) -> ABSession:
+    """Generate both models' answers to the snapshot's prompts and store a blind session.
+
+    `answers` (A's, B's) skips generation: for answers made elsewhere (and for tests).
+    """
+    from rlhf.data import registry
+    from rlhf.data.ingest import add_response
+
+    model_a, model_b = _pin(session, model_a, answers is None), _pin(session, model_b, answers is None)
+    if model_a == model_b:
+        raise RlhfError(f"--a and --b are both {model_a}: an A/B session compares two different models")
+    prompts_ref = registry.get_version(session, prompts_ref).ref  # pin @latest to the version used
+    prompts = _prompt_rows(session, prompts_ref, split, limit)
+    if answers is None:
+        answers = (generate_answers(model_a, [p.messages for p in prompts], gen, progress),
+                   generate_answers(model_b, [p.messages for p in prompts], gen, progress))
+    if any(len(a) != len(prompts) for a in answers):
+        raise RlhfError("create_session: need one answer per prompt from each model")
+    settings = {**gen.__dict__, "split": split, "limit": limit}
+    ab = ABSession(name=f"{model_b} vs {model_a} on {prompts_ref}", model_a=model_a, model_b=model_b,
+                   prompts_ref=prompts_ref, generation=settings, seed=gen.seed, created_by=created_by or "")
+    session.add(ab)
+    session.flush()
+    rng = random.Random(gen.seed)
+    positions = list(range(len(prompts)))
+    rng.shuffle(positions)  # presentation order: not the snapshot's (which may group topics)
+    for i, prompt in enumerate(prompts):
+        ra = add_response(session, prompt, answers[0][i], origin="model", model_version=model_a,
+                          generation={**settings, "ab_session": ab.id})
+        rb = add_response(session, prompt, answers[1][i], origin="model", model_version=model_b,
+                          generation={**settings, "ab_session": ab.id})
+        session.add(ABItem(session_id=ab.id, prompt_id=prompt.id, response_a_id=ra.id, response_b_id=rb.id,
+                           a_on_left=rng.random() < 0.5, position=positions[i]))
+    session.flush()
+    return ab
+
+
+def get_session(session: Session, ref: int | str) -> ABSession:
+    """A session by id (`3`, `ab#3`)."""
+    text = str(ref).strip().removeprefix("ab#").removeprefix("#")
+    ab = session.get(ABSession, int(text)) if text.isdigit() else None
+    if ab is None:
+        known = session.scalars(select(ABSession.id).order_by(ABSession.id)).all()
+        raise NotFoundError(f"no review session {ref!r}; " + (f"known: {', '.join(f'ab#{i}' for i in known)}" if known
+                                                             else "create one with `rlhf review-session create`"))
+    return ab
+
+
+def list_sessions(session: Session) -> list[tuple[ABSession, int, int]]:
+    """(session, items, judgements) for every session, newest first."""
+    out = []
+    for ab in session.scalars(select(ABSession).order_by(ABSession.id.desc())):
+        items = session.scalar(select(func.count(ABItem.id)).where(ABItem.session_id == ab.id))
+        judged = session.scalar(select(func.count(ABJudgement.id)).join(ABItem, ABJudgement.item_id == ABItem.id)
+                                .where(ABItem.session_id == ab.id))
+        out.append((ab, items, judged))
+    return out
+
+
+# --------------------------------------------------------------------------- judging
+
+
+@dataclass(frozen=True)
+class BlindPair:
+    """What a judge sees: a prompt and two answers, sides randomized, no model names."""
+
+    session_id: int
+    item_id: int
+    number: int  # 1-based place in the session
+    total: int
+    judged: int  # items this judge has already judged
+    messages: list[dict]
+    left: str  # "Answer A"
+    right: str  # "Answer B"
+
+
+def next_pair(session: Session, session_ref: int | str, judge: User | str) -> BlindPair | None:
+    """The first item (in presentation order) this judge has not judged yet; None when done."""
+    from rlhf.review.actions import require_reviewer
+
+    user = require_reviewer(session, judge)
+    ab = get_session(session, session_ref)
+    items = session.scalars(select(ABItem).where(ABItem.session_id == ab.id).order_by(ABItem.position, ABItem.id)).all()
+    done = set(session.scalars(select(ABJudgement.item_id).join(ABItem, ABJudgement.item_id == ABItem.id)
+                               .where(ABItem.session_id == ab.id, ABJudgement.judge_id == user.id)))
+    for number, item in enumerate(items, start=1):
+        if item.id in done:
+            continue
+        return blind_pair(session, item, number, len(items), len(done))
+    return None
+
+
+def blind_pair(session: Session, item: ABItem, number: int = 0, total: int = 0, judged: int = 0) -> BlindPair:
+    a, b = session.get(Response, item.response_a_id), session.get(Response, item.response_b_id)
+    left, right = (a, b) if item.a_on_left else (b, a)
+    prompt = session.get(Prompt, item.prompt_id)
+    return BlindPair(item.session_id, item.id, number, total, judged, list(prompt.messages), left.text, right.text)
+
+
+def normalize_choice(choice: str) -> str:
+    """left | right | tie; "A"/"B" (the labels a judge sees) mean left/right."""
+    c = (choice or "").strip().lower()
+    c = {"a": "left", "b": "right", "answer a": "left", "answer b": "right"}.get(c, c)
+    if c not in CHOICES:
+        raise RlhfError(f"unknown choice {choice!r}: expected A, B or tie")
+    return c
+
+
+def judge(session: Session, judge_user: User | str, item_id: int, choice: str, reason: str | None = None) -> ABJudgement:
+    """Record one judgement (left/A, right/B or tie) by an expert; the newest per judge and item counts."""
+    from rlhf.review.actions import require_reviewer
+
+    user = require_reviewer(session, judge_user)
+    item = session.get(ABItem, item_id)
+    if item is None:
+        raise NotFoundError(f"no A/B item with id {item_id}")
+    c = normalize_choice(choice)
+    winner = "tie" if c == "tie" else ("a" if (c == "left") == item.a_on_left else "b")
+    j = ABJudgement(item_id=item.id, judge_id=user.id, judge_name=user.name, choice=c, winner=winner,
+                    reason=(reason or "").strip() or None, origin="simulated" if user.simulated else "human")
+    session.add(j)
+    session.flush()
+    return j
+
+
+def judge_simulated(session: Session, session_ref: int | str, rubric: str = "concise_helpful",
+                    tie_margin: float = 0.05) -> tuple[str, int]:
+    """A rubric judges every item it has not judged yet (scores within `tie_margin` are a tie).
+
+    Returns (judge name, judgements added). The judge is a simulated expert user `rubric:NAME`.
+    """
+    from rlhf.rubrics import load_rubric, prompt_text
+    from rlhf.data.ingest import get_or_create_user
+
+    name, fn = load_rubric(rubric)
+    user = get_or_create_user(session, f"rubric:{name}"[:128], role="expert", simulated=True)
+    if not user.simulated:
+        raise RlhfError(f"user {user.name!r} exists and is a person, not a simulated judge")
+    added = 0
+    while (pair := next_pair(session, session_ref, user)) is not None:
+        q = prompt_text(pair.messages)
+        left, right = float(fn(q, pair.left)), float(fn(q, pair.right))
+        choice = "tie" if abs(left - right) <= tie_margin else ("left" if left > right else "right")
+        judge(session, user, pair.item_id, choice, f"rubric {name}: A {left:.2f} vs B {right:.2f}")
+        added += 1
+    return user.name, added
+
+
+# --------------------------------------------------------------------------- the report
+
+
+@dataclass
+class Agreement:
+    judge_1: str
+    judge_2: str
+    shared: int  # items both judged
+    percent: float  # share of shared items with the same outcome
+    kappa: float
+
+
+@dataclass
+class ItemVotes:
+    item_id: int
+    prompt: str  # external id
+    tags: list[str]
+    votes: Tally
+
+
+@dataclass
+class ABReport:
+    session_id: int
+    name: str
+    model_a: str
+    model_b: str
+    prompts_ref: str
+    generation: dict
+    items: int
+    judged_items: int
+    overall: Tally
+    by_tag: dict[str, Tally]
+    by_judge: dict[str, Tally]
+    simulated_judges: list[str]
+    agreement: list[Agreement]
+    per_item: list[ItemVotes] = field(default_factory=list)
+
+
+def latest_judgements(session: Session, session_id: int, humans_only: bool = False) -> list[ABJudgement]:
+    """The newest judgement of each judge on each item of a session."""
+    q = (select(ABJudgement).join(ABItem, ABJudgement.item_id == ABItem.id).where(ABItem.session_id == session_id)
+         .order_by(ABJudgement.id))
+    if humans_only:
+        q = q.where(ABJudgement.origin == "human")
+    latest: dict[tuple[int, str], ABJudgement] = {}
+    for j in session.scalars(q):
+        latest[(j.item_id, j.judge_name)] = j
+    return list(latest.values())
+
+
+def session_report(session: Session, session_ref: int | str, humans_only: bool = False) -> ABReport:
+    ab = get_session(session, session_ref)
+    items = {it.id: it for it in session.scalars(select(ABItem).where(ABItem.session_id == ab.id))}
+    prompts = {p.id: p for p in session.scalars(select(Prompt).where(Prompt.id.in_([it.prompt_id for it in items.values()])))}
+    judgements = latest_judgements(session, ab.id, humans_only)
+    overall, by_tag, by_judge = Tally(), defaultdict(Tally), defaultdict(Tally)
+    votes: dict[int, Tally] = defaultdict(Tally)
+    labels: dict[str, dict[int, str]] = defaultdict(dict)
+    simulated = set()
+    for j in judgements:
+        overall.add(j.winner)
+        by_judge[j.judge_name].add(j.winner)
+        votes[j.item_id].add(j.winner)
+        labels[j.judge_name][j.item_id] = j.winner
+        if j.origin == "simulated":
+            simulated.add(j.judge_name)
+        for tag in prompts[items[j.item_id].prompt_id].tags or ["(untagged)"]:
+            by_tag[tag].add(j.winner)
+    agreement = []
+    for j1, j2 in combinations(sorted(labels), 2):
+        shared = sorted(set(labels[j1]) & set(labels[j2]))
+        if not shared:
+            continue
+        x, y = [labels[j1][i] for i in shared], [labels[j2][i] for i in shared]
+        agreement.append(Agreement(j1, j2, len(shared), sum(a == b for a, b in zip(x, y)) / len(shared), cohen_kappa(x, y)))
+    per_item = [ItemVotes(i, prompts[items[i].prompt_id].external_id, list(prompts[items[i].prompt_id].tags), votes[i])
+                for i in sorted(votes, key=lambda i: items[i].position)]
+    return ABReport(session_id=ab.id, name=ab.name, model_a=ab.model_a, model_b=ab.model_b, prompts_ref=ab.prompts_ref,
+                    generation=dict(ab.generation), items=len(items), judged_items=len(votes), overall=overall,
+                    by_tag=dict(sorted(by_tag.items())), by_judge=dict(sorted(by_judge.items())),
+                    simulated_judges=sorted(simulated), agreement=agreement, per_item=per_item)
+
+
+def _pct(x: float) -> str:
+    return "n/a" if math.isnan(x) else f"{100 * x:.1f}%"
+
+
+def _ci(t: Tally) -> str:
+    lo, hi = t.interval
+    return "n/a" if math.isnan(lo) else f"[{100 * lo:.1f}%, {100 * hi:.1f}%]"
+
+
+def _row(label: str, t: Tally) -> str:
+    return f"| {label} | {t.n} | {t.b} | {t.a} | {t.tie} | {_pct(t.win_rate)} | {_ci(t)} |"
+
+
+def to_markdown(rep: ABReport, plot_path: str | None = None) -> str:
+    """The session report as markdown (the CLI's `--out`, the app's download)."""
+    head = "| | judgements | B wins | A wins | ties | B win rate | 95% interval |\n|---|---:|---:|---:|---:|---:|---|"
+    g = rep.generation
+    decoding = "greedy" if not g.get("temperature") else f"sampling, temperature {g['temperature']}, top-p {g.get('top_p')}"
+    lines = [
+        f"# Blind A/B review session ab#{rep.session_id}", "",
+        f"- **A** (baseline): `{rep.model_a}`",
+        f"- **B** (challenger): `{rep.model_b}`",
+        f"- Prompts: `{rep.prompts_ref}` ({rep.items} items, {rep.judged_items} judged)",
+        f"- Answers: {decoding}, at most {g.get('max_new_tokens')} new tokens, seed {g.get('seed')}; "
+        "sides drawn at random per item, model names hidden from the judges",
+        f"- Judges: {', '.join(f'{j} (simulated)' if j in rep.simulated_judges else j for j in rep.by_judge) or 'none yet'}",
+        "",
+        "## Result", "",
+        f"**B wins {_pct(rep.overall.win_rate)} of {rep.overall.n} judgements** (ties counted half), "
+        f"95% interval {_ci(rep.overall)}; {rep.overall.tie} ties.", "",
+        head, _row("all", rep.overall), "",
+        "Win rate `p = (wins_B + ties/2) / n`; interval: Wilson score, "
+        "`(p + z²/2n ± z·sqrt(p(1-p)/n + z²/4n²)) / (1 + z²/n)`, z = 1.96. "
+        "Each judge's latest verdict on each item counts once.", "",
+    ]
+    if plot_path:
+        lines += [f"![win rate of B]({plot_path})", ""]
+    lines += ["## By tag", "", head] + [_row(tag, t) for tag, t in rep.by_tag.items()] + [""]
+    lines += ["## By judge", "", head] + [_row(j + (" (simulated)" if j in rep.simulated_judges else ""), t)
+                                          for j, t in rep.by_judge.items()] + [""]
+    lines += ["## Inter-expert agreement", ""]
+    if rep.agreement:
+        lines += ["| judge 1 | judge 2 | shared items | agreement | Cohen's kappa |", "|---|---|---:|---:|---:|"]
+        lines += [f"| {a.judge_1} | {a.judge_2} | {a.shared} | {_pct(a.percent)} | "
+                  f"{'n/a' if math.isnan(a.kappa) else f'{a.kappa:.3f}'} |" for a in rep.agreement]
+    else:
+        lines.append("No two judges share an item yet.")
+    lines += ["", "## Items", "", "| prompt | tags | B | A | tie |", "|---|---|---:|---:|---:|"]
+    lines += [f"| {it.prompt} | {', '.join(it.tags)} | {it.votes.b} | {it.votes.a} | {it.votes.tie} |" for it in rep.per_item]
+    return "\n".join(lines) + "\n"
+
+
+def plot(rep: ABReport, path: str | Path) -> Path:
+    """A PNG: B's win rate with its 95% interval, overall and per tag, beside the outcome counts."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rows = [("all", rep.overall), *rep.by_tag.items()]
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 0.5 * len(rows) + 2.2))
+    y = list(range(len(rows)))[::-1]
+    for yi, (label, t) in zip(y, rows):
+        if t.n:
+            lo, hi = t.interval
+            ax1.errorbar(t.win_rate, yi, xerr=[[t.win_rate - lo], [hi - t.win_rate]], fmt="o",
+                         color="tab:red" if label == "all" else "tab:blue", capsize=3)
+    ax1.axvline(0.5, color="k", ls="--", lw=1)
+    ax1.set_yticks(y, [f"{label} (n={t.n})" for label, t in rows], fontsize=8)
+    ax1.set_xlim(0, 1)
+    ax1.set_xlabel("win rate of B over A (ties half), 95% Wilson interval")
+    ax1.set_title(f"{rep.model_b} vs {rep.model_a}", fontsize=9)
+    left = [0] * len(rows)
+    for key, color, label in (("b", "tab:green", "B better"), ("tie", "tab:gray", "tie"), ("a", "tab:orange", "A better")):
+        vals = [getattr(t, key) / t.n if t.n else 0 for _, t in rows]
+        ax2.barh(y, vals, left=left, color=color, label=label)
+        left = [a + b for a, b in zip(left, vals)]
+    ax2.set_yticks(y, [label for label, _ in rows], fontsize=8)
+    ax2.set_xlim(0, 1)
+    ax2.set_xlabel("share of judgements")
+    ax2.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def write_report(session: Session, session_ref: int | str, out: str | Path, humans_only: bool = False) -> tuple[Path, Path, ABReport]:
+    """Write `out` (markdown) and its plot beside it (`<stem>.png`); returns (markdown, png, report)."""
+    out = Path(out)
+    rep = session_report(session, session_ref, humans_only)
+    png = plot(rep, out.with_suffix(".png"))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(to_markdown(rep, png.name), encoding="utf-8")
+    return out, png, rep

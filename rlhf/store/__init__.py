@@ -1,3 +1,0 @@
-"""The SQL store: SQLAlchemy models (`models`), engine + sessions + migrations (`db`), imports (`ingest`)."""
-
-from rlhf.store.db import open_store, session_scope  # noqa: F401

@@ -1,0 +1,134 @@
+"""Admin handlers of the labeling app: role checks, imports, users, snapshots, settings, background jobs."""
+
+from __future__ import annotations
+
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+from sqlalchemy import func, select
+
+from conftest import run_cli, write_jsonl
+from labeling_app import admin
+from labeling_app import handlers as h
+from labeling_app import queue, render
+from labeling_app.auth import AccessDenied, make_token, read_token
+from labeling_app.state import UserSession
+from rlhf.data import accounts
+from rlhf.errors import RlhfError
+from rlhf.data.store import session_scope
+from rlhf.data.store.app_models import Assignment, LabelItem, LabelItemAuthor
+from rlhf.data.ingest import add_response, import_prompts
+from rlhf.data.store.models import Demonstration, Prompt, Ranking, Response, User
+
+from app_support import PASSWORD, PROMPTS, XSS, candidates, count, home, me, set_settings  # noqa: F401
+
+
+# --------------------------------------------------------------------------- role checks
+
+ADMIN_CALLS = {
+    "import": lambda s: admin.admin_import_prompts(s, "/nonexistent.jsonl"),
+    "generate": lambda s: admin.admin_generate(s, "sft@latest", "prompts@latest", 4),
+    "jobs": lambda s: admin.admin_jobs(s),
+    "create_user": lambda s: admin.admin_create_user(s, "mallory", "admin", PASSWORD),
+    "snapshot": lambda s: admin.admin_snapshot(s, "prompts"),
+    "counts": lambda s: admin.admin_counts(s),
+    "get_settings": lambda s: admin.admin_get_settings(s),
+    "save_settings": lambda s: admin.admin_save_settings(s, rank_overlap=1),
+    "refresh_queue": lambda s: admin.admin_refresh_queue(s),
+    "model_choices": lambda s: admin.admin_model_choices(s),
+}
+
+
+@pytest.mark.parametrize("action", sorted(ADMIN_CALLS))
+@pytest.mark.parametrize("who", ["ana", "eve", "", "ghost"])
+def test_admin_handlers_refuse_everyone_but_admins(home, action, who):
+    with pytest.raises(AccessDenied) as e:
+        ADMIN_CALLS[action](me(who))
+    assert isinstance(e.value, PermissionError)
+    if who == "ana":
+        assert "ana is annotator, this needs the admin role" in str(e.value)
+    with session_scope() as db:  # nothing happened
+        assert db.scalar(select(User).where(User.name == "mallory")) is None
+        assert queue.get_settings(db)["rank_overlap"] == queue.DEFAULTS["rank_overlap"]
+
+
+# --------------------------------------------------------------------------- admin
+
+
+def test_admin_imports_prompts_with_the_cli_validation(home, tmp_path):
+    root = me("root")
+    assert admin.admin_refresh_queue(root) == "queue refreshed: 3 new write items, 0 new rank items"
+    uploads = tmp_path / "gradio-upload-123"  # gradio keeps uploads under a temporary name
+    uploads.mkdir()
+    good = write_jsonl(uploads / "new.jsonl", [{"id": "p9", "messages": [{"role": "user", "content": "New one"}]}, PROMPTS[0]])
+    assert admin.admin_import_prompts(root, str(good), "new.jsonl") == \
+        "new.jsonl: 1 prompts added, 1 exact duplicates skipped; 1 new write items"
+    bad = write_jsonl(uploads / "bad.jsonl",
+                      [{"id": "p10", "messages": [{"role": "user", "content": "fine"}]},
+                       {"id": "p11", "messages": [{"role": "robot", "content": "?"}]}])
+    with pytest.raises(RlhfError) as e:
+        admin.admin_import_prompts(root, str(bad), "bad.jsonl")
+    assert str(e.value) == "bad.jsonl:2: messages[0].role: expected one of system, user, assistant, got 'robot'"
+    with session_scope() as db:  # all or nothing: p10 was not stored either
+        assert sorted(db.scalars(select(Prompt.external_id))) == ["p1", "p2", "p3", "p9"]
+
+
+def test_admin_creates_users_who_can_then_log_in(home):
+    assert admin.admin_create_user(me("root"), "fay", "annotator", PASSWORD) == "created fay (annotator): they can log in now"
+    assert h.whoami(me("fay")).role == "annotator"
+    with pytest.raises(RlhfError, match="already exists"):
+        admin.admin_create_user(me("root"), "fay", "admin", PASSWORD)
+    with pytest.raises(RlhfError, match="too short"):
+        admin.admin_create_user(me("root"), "gus", "annotator", "short")
+
+
+def test_admin_snapshots_counts_and_settings(home):
+    root, ana = me("root"), me("ana")
+    h.write_next(ana)
+    h.write_submit(ana, "An answer.")
+    with pytest.raises(RlhfError, match="nothing to snapshot"):
+        admin.admin_snapshot(root, "sft")  # only approved data by default
+    assert admin.admin_snapshot(root, "sft", include_pending=True) == "sft@v1: new version, 1 rows"
+    assert admin.admin_snapshot(root, "sft", include_pending=True) == "sft@v1: unchanged content, existing version, 1 rows"
+    rows = {(a, b): n for a, b, n in admin.admin_counts(root)}
+    assert rows[("users", "annotator")] == 3 and rows[("prompts", "train")] == 3
+    assert rows[("demonstrations", "pending")] == 1 and rows[("write assignments", "done")] == 1
+    assert rows[("write items", "complete (overlap 1)")] == 1 and rows[("write items", "still open")] == 2
+    assert admin.admin_save_settings(root, rank_overlap=5, guidelines="New rules") == "settings saved: guidelines, rank_overlap"
+    assert admin.admin_get_settings(root)["rank_overlap"] == 5
+    assert h.write_next(me("bob")).guidelines == "New rules"
+    with pytest.raises(RlhfError, match="outside 1..50"):
+        admin.admin_save_settings(root, rank_overlap=0)
+    with pytest.raises(RlhfError, match="unknown setting"):
+        admin.admin_save_settings(root, colour="red")
+
+
+def test_admin_generation_runs_in_the_background(home):
+    root = me("root")
+    with pytest.raises(RlhfError, match="model"):
+        admin.admin_generate(root, "--help", "prompts@latest", 4)
+    with pytest.raises(RlhfError, match="use 2..9"):
+        admin.admin_generate(root, "sft@latest", "prompts@latest", 1)
+    msg = admin.admin_generate(root, "sft@latest", "prompts@latest", 4)
+    assert msg.startswith("started: rlhf generate --model sft@latest --prompts prompts@latest --k 4 (log: ")
+    deadline = time.time() + 60
+    while "[running]" in (status := admin.admin_jobs(root)) and time.time() < deadline:
+        time.sleep(0.5)
+    assert "generate --model sft@latest" in status and "[running]" not in status
+
+
+def test_sync_is_idempotent_and_groups_candidates_per_model_version(home):
+    candidates("p1", version="sft@v1")
+    candidates("p1", version="ppo@v1", k=3)
+    candidates("p2", version="imported")  # from imported rankings: already ranked
+    candidates("p3", version="sft@v1", k=1)  # one answer is nothing to rank
+    with session_scope() as db:
+        first = queue.sync_items(db)
+    with session_scope() as db:
+        assert queue.sync_items(db) == {"write": 0, "rank": 0}
+        keys = sorted(db.scalars(select(LabelItem.key).where(LabelItem.kind == "rank")))
+    assert first["rank"] == 2 and len(keys) == 2 and all(k.startswith("rank:") for k in keys)
