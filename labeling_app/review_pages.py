@@ -26,7 +26,7 @@ from sqlalchemy import select
 from labeling_app import render
 from labeling_app.auth import require
 from rlhf.review import ab
-from rlhf.review import agreement
+from rlhf.review import agreement, reports
 from rlhf.review import actions as review
 from rlhf.errors import RlhfError
 from rlhf.data.store import session_scope
@@ -195,12 +195,12 @@ def agreement_dashboard(s: ReviewSession, threshold: float = agreement.DEFAULT_T
         require(db, s.username, REVIEWERS, "agreement")
         rep = agreement.report(db, float(threshold), include_simulated)
     summary = (f"**{rep.rankings} rankings**, {len(rep.items)} prompts ranked by 2+ annotators · "
-               f"Krippendorff's alpha (ordinal) **{agreement._f(rep.alpha)}** · mean pairwise Kendall tau-b "
-               f"**{agreement._f(rep.mean_tau)}** · {len(rep.queue)} item(s) waiting for adjudication "
+               f"Krippendorff's alpha (ordinal) **{reports.fmt(rep.alpha)}** · mean pairwise Kendall tau-b "
+               f"**{reports.fmt(rep.mean_tau)}** · {len(rep.queue)} item(s) waiting for adjudication "
                f"(alpha < {float(threshold):g})")
-    path = agreement.plot(rep, _tmp_png("rlhf-agreement-")) if rep.rankings else None
-    return AgreementView(summary, agreement.item_rows(rep), agreement.annotator_rows(rep), str(path) if path else None,
-                         agreement.format_report(rep))
+    path = reports.agreement_plot(rep, _tmp_png("rlhf-agreement-")) if rep.rankings else None
+    return AgreementView(summary, reports.agreement_item_rows(rep), reports.agreement_annotator_rows(rep), str(path) if path else None,
+                         reports.agreement_text(rep))
 
 
 # --------------------------------------------------------------------------- adjudication
@@ -244,7 +244,7 @@ def adjudication_queue(s: ReviewSession, threshold: float = agreement.DEFAULT_TH
         view = AdjudicationView(
             rows=[[it.external_id, ", ".join(it.tags), ", ".join(it.annotators), _num(it.alpha), _num(it.mean_tau)]
                   for it in items],
-            choices=[(f"{it.external_id} (alpha {agreement._f(it.alpha, 2)})", it.prompt_id) for it in items],
+            choices=[(f"{it.external_id} (alpha {reports.fmt(it.alpha, 2)})", it.prompt_id) for it in items],
             message=message)
         current = next((it for it in items if it.prompt_id == prompt_id), items[0] if items else None)
         if current is None:
@@ -364,8 +364,8 @@ def ab_report(s: ReviewSession, session_id: int) -> tuple[str, str | None]:
     with session_scope() as db:
         require(db, s.username, REVIEWERS, "A/B report")
         rep = ab.session_report(db, session_id)
-    path = ab.plot(rep, _tmp_png("rlhf-ab-")) if rep.overall.n else None
-    return ab.to_markdown(rep), str(path) if path else None
+    path = reports.ab_plot(rep, _tmp_png("rlhf-ab-")) if rep.overall.n else None
+    return reports.ab_markdown(rep), str(path) if path else None
 
 
 def can_review(s: ReviewSession) -> bool:
@@ -441,8 +441,8 @@ def add_review_tabs(demo) -> dict:
             a_refresh = gr.Button("Refresh", elem_id="agreement-refresh")
         a_summary = gr.Markdown(elem_id="agreement-summary")
         a_plot = gr.Image(type="filepath", label="Agreement and bias", interactive=False, elem_id="agreement-plot")
-        a_items = gr.Dataframe(headers=agreement.ITEM_COLUMNS, interactive=False, label="Items ranked by 2+ annotators")
-        a_people = gr.Dataframe(headers=agreement.ANNOTATOR_COLUMNS, interactive=False, label="Annotators")
+        a_items = gr.Dataframe(headers=reports.AGREEMENT_ITEM_COLUMNS, interactive=False, label="Items ranked by 2+ annotators")
+        a_people = gr.Dataframe(headers=reports.AGREEMENT_ANNOTATOR_COLUMNS, interactive=False, label="Annotators")
     with gr.Tab("Adjudicate", id="adjudicate", elem_id="tab-adjudicate", visible=False) as adjudicate_tab:
         with gr.Row():
             d_thr = gr.Number(value=agreement.DEFAULT_THRESHOLD, label="Threshold (alpha)", elem_id="adjudicate-threshold")

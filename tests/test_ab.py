@@ -8,7 +8,8 @@ import pytest
 from sqlalchemy import select
 
 from conftest import run_cli, write_jsonl
-from rlhf.review import ab
+from rlhf import stats
+from rlhf.review import ab, reports
 from rlhf.data import registry
 from rlhf.errors import RlhfError
 from rlhf.data.store import session_scope
@@ -26,16 +27,16 @@ Z = 1.959963984540054
 def test_wilson_interval_against_the_formula():
     # 8 of 10: p = 0.8, z^2/n = 0.384146, centre = (0.8 + 0.192073) / 1.384146 = 0.716739,
     # half = 1.959964 / 1.384146 * sqrt(0.016 + 0.009604) = 0.226579 -> [0.4902, 0.9433] (the textbook value)
-    lo, hi = ab.wilson_interval(8, 10)
+    lo, hi = stats.wilson_interval(8, 10)
     assert (lo, hi) == (pytest.approx(0.490162, abs=1e-6), pytest.approx(0.943318, abs=1e-6))
     # the formula written out, for another n
     p, n = 13 / 20, 20
     centre = (p + Z**2 / (2 * n)) / (1 + Z**2 / n)
     half = Z / (1 + Z**2 / n) * math.sqrt(p * (1 - p) / n + Z**2 / (4 * n**2))
-    assert ab.wilson_interval(13, 20) == (pytest.approx(centre - half), pytest.approx(centre + half))
+    assert stats.wilson_interval(13, 20) == (pytest.approx(centre - half), pytest.approx(centre + half))
     # 0 of 10: [0, z^2/n / (1 + z^2/n)] = [0, 0.2775]
-    assert ab.wilson_interval(0, 10) == (pytest.approx(0.0, abs=1e-12), pytest.approx(0.384146 / 1.384146, abs=1e-6))
-    assert all(math.isnan(x) for x in ab.wilson_interval(0, 0))
+    assert stats.wilson_interval(0, 10) == (pytest.approx(0.0, abs=1e-12), pytest.approx(0.384146 / 1.384146, abs=1e-6))
+    assert all(math.isnan(x) for x in stats.wilson_interval(0, 0))
 
 
 def test_tally_counts_ties_half():
@@ -44,16 +45,16 @@ def test_tally_counts_ties_half():
         t.add(w)
     assert (t.n, t.b, t.a, t.tie) == (10, 7, 1, 2)
     assert t.win_rate == pytest.approx(0.8)  # (7 + 2/2) / 10
-    assert t.interval == ab.wilson_interval(8, 10)
+    assert t.interval == stats.wilson_interval(8, 10)
 
 
 def test_cohen_kappa_hand_case():
     j1 = ["a", "a", "a", "b", "b", "b", "tie", "tie", "a", "b"]
     j2 = ["a", "a", "b", "b", "b", "a", "tie", "a", "a", "b"]
     # p_o = 7/10; marginals j1 (a .4, b .4, tie .2), j2 (a .5, b .4, tie .1): p_e = .2 + .16 + .02 = .38
-    assert ab.cohen_kappa(j1, j2) == pytest.approx((0.7 - 0.38) / (1 - 0.38))
-    assert ab.cohen_kappa(["a", "b"], ["a", "b"]) == pytest.approx(1.0)
-    assert math.isnan(ab.cohen_kappa(["a", "a"], ["a", "a"]))  # chance agreement 1: undefined
+    assert stats.cohen_kappa(j1, j2) == pytest.approx((0.7 - 0.38) / (1 - 0.38))
+    assert stats.cohen_kappa(["a", "b"], ["a", "b"]) == pytest.approx(1.0)
+    assert math.isnan(stats.cohen_kappa(["a", "a"], ["a", "a"]))  # chance agreement 1: undefined
 
 
 # --------------------------------------------------------------------------- sessions on tiny models
@@ -146,12 +147,12 @@ def test_simulated_expert_and_report(models, tmp_path):
             expected.add(w)
         assert (rep.overall.a, rep.overall.b, rep.overall.tie) == (expected.a, expected.b, expected.tie)
         assert rep.overall.n == 9 and rep.items == 6 and rep.judged_items == 6
-        assert rep.overall.interval == ab.wilson_interval(expected.b + expected.tie / 2, 9)
+        assert rep.overall.interval == stats.wilson_interval(expected.b + expected.tie / 2, 9)
         assert set(rep.by_tag) <= {"cooking", "science", "travel"} and sum(t.n for t in rep.by_tag.values()) == 9
         assert rep.simulated_judges == ["rubric:length_only"]
         (agr,) = rep.agreement
         assert (agr.judge_1, agr.judge_2, agr.shared, agr.percent) == ("max", "rubric:length_only", 3, pytest.approx(2 / 3))
-        md, png, _ = ab.write_report(s, sid, tmp_path / "out" / "ab.md")
+        md, png, _ = reports.write_ab_report(s, sid, tmp_path / "out" / "ab.md")
     text = md.read_text()
     assert "# Blind A/B review session" in text and "Wilson" in text and "## By tag" in text
     assert "Cohen's kappa" in text and "rubric:length_only (simulated)" in text and "![win rate of B](ab.png)" in text

@@ -12,10 +12,11 @@ from scipy import stats
 from sqlalchemy import select
 
 from conftest import run_cli, write_jsonl
-from rlhf.review import agreement
+from rlhf.review import agreement, reports
 from rlhf.data import registry
 from rlhf.review import actions as review
-from rlhf.review.agreement import RankingRecord, kendall_tau_b, krippendorff_alpha_ordinal, mid_ranks
+from rlhf.review.agreement import RankingRecord
+from rlhf.stats import kendall_tau_b, krippendorff_alpha_ordinal, mid_ranks
 from rlhf.data.store import session_scope
 from rlhf.data.ingest import import_prompts, import_rankings
 from rlhf.data.store.models import Ranking, Review, User
@@ -134,7 +135,7 @@ def test_report_hand_computed():
     assert rep.alpha == pytest.approx(krippendorff.alpha(table, level_of_measurement="ordinal"))
     assert rep.mean_tau == pytest.approx((2 * R6 - 1 - 2 * R6 + 1) / 4, abs=1e-12)  # 3 pairs on item 1, 1 on item 2
     assert [it.prompt_id for it in rep.queue] == [1]  # alpha -0.25 < 0.5
-    assert "CONTESTED" in agreement.format_report(rep)
+    assert "CONTESTED" in reports.agreement_text(rep)
 
 
 def test_adjudicated_ranking_is_the_consensus():

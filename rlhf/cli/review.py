@@ -26,14 +26,14 @@ def agreement_cmd(
         include_simulated: Annotated[bool, typer.Option(help="also count rankings by simulated annotators")] = False,
         plot: Annotated[Path | None, typer.Option(help="also write the dashboard's plots to this PNG")] = None):
     """Inter-annotator agreement on rankings: Krippendorff's alpha, Kendall tau, bias, adjudication queue."""
-    from rlhf.review import agreement
+    from rlhf.review import agreement, reports
     from rlhf.data.store import session_scope
 
     with session_scope() as s:
         rep = agreement.report(s, threshold, include_simulated)
-    typer.echo(agreement.format_report(rep))
+    typer.echo(reports.agreement_text(rep))
     if plot:
-        typer.echo(f"plot: {agreement.plot(rep, plot)}")
+        typer.echo(f"plot: {reports.agreement_plot(rep, plot)}")
 
 
 @session_app.command("create")
@@ -98,14 +98,14 @@ def session_report(
         out: Annotated[Path | None, typer.Option(help="write markdown here (and its plot as <stem>.png beside it)")] = None,
         humans_only: Annotated[bool, typer.Option(help="leave out simulated judges")] = False):
     """Win rate of B over A with a 95% interval, ties, per tag, per judge, inter-expert agreement."""
-    from rlhf.review import ab
+    from rlhf.review import ab, reports
     from rlhf import paths
     from rlhf.data.store import session_scope
 
     with session_scope() as s:
         sid = ab.get_session(s, session_id).id
         target = out or paths.home() / "reports" / f"ab-{sid}" / "report.md"
-        md, png, rep = ab.write_report(s, sid, target, humans_only)
+        md, png, rep = reports.write_ab_report(s, sid, target, humans_only)
     if out is None:
         typer.echo(md.read_text(encoding="utf-8"))
     typer.echo(f"report: {md}\nplot: {png}", err=out is None)

@@ -7,22 +7,16 @@ sampling), and stores one item per prompt with the sides drawn at random. A judg
 tie with an optional reason (`judge`). `judge_simulated` lets a rubric (`rlhf.rubrics`) play
 the expert for the demo; its judgements are stored with origin "simulated".
 
-The report (`session_report`, `to_markdown`, `plot`):
+The report (`session_report` here; `rlhf.review.reports` renders it as markdown and a plot):
 
 - Win rate of B over A, ties counted half: `p = (wins_B + ties / 2) / n` over the n
   judgements (each judge's latest verdict on each item counts once).
-- Its 95% interval is the Wilson score interval (Wilson 1927; Agresti & Coull 1998) with
-  z = 1.96 (the 0.975 normal quantile):
-
-      centre    = (p + z^2 / (2n)) / (1 + z^2 / n)
-      halfwidth = z / (1 + z^2 / n) * sqrt(p (1 - p) / n + z^2 / (4 n^2))
-
-  It stays inside [0, 1] and behaves at p = 0 or 1 and small n, where the normal (Wald)
-  interval does not. Treating a tie as half a win is an approximation: a tie carries less
-  variance than a coin flip, so the interval is, if anything, a little wide.
+- Its 95% interval is the Wilson score interval (`rlhf.stats.wilson_interval`, z = 1.96). Treating
+  a tie as half a win is an approximation: a tie carries less variance than a coin flip, so the
+  interval is, if anything, a little wide.
 - Ties, a per-tag breakdown (a prompt's tags), per-judge tallies, and inter-expert agreement on
-  shared items: percent agreement and Cohen's kappa over the three outcomes (a, b, tie),
-  `kappa = (p_o - p_e) / (1 - p_e)` with `p_e = sum_k p_judge1(k) * p_judge2(k)`.
+  shared items: percent agreement and Cohen's kappa over the three outcomes (a, b, tie)
+  (`rlhf.stats.cohen_kappa`).
 """
 
 from __future__ import annotations
@@ -38,41 +32,14 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from rlhf.errors import NotFoundError, RlhfError
+from rlhf.stats import cohen_kappa, wilson_interval
 from rlhf.data.store.models import Prompt, Response, User
 from rlhf.data.store.review_models import CHOICES, ABItem, ABJudgement, ABSession
-
-Z95 = 1.959963984540054
-"""the 0.975 quantile of the standard normal: a two-sided 95% interval"""
 
 SIDE_LABELS = {"left": "A", "right": "B"}  # what a judge sees; model names never reach the page
 
 
-# --------------------------------------------------------------------------- statistics (pure)
-
-
-def wilson_interval(successes: float, n: int, z: float = Z95) -> tuple[float, float]:
-    """The Wilson score interval for a proportion `successes / n` (see the module docstring).
-
-    >>> [round(x, 4) for x in wilson_interval(8, 10)]
-    [0.4902, 0.9433]
-    """
-    if n <= 0:
-        return (math.nan, math.nan)
-    p = successes / n
-    denom = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / denom
-    half = z / denom * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
-    return (max(0.0, centre - half), min(1.0, centre + half))
-
-
-def cohen_kappa(x: list[str], y: list[str], categories: tuple[str, ...] = ("a", "b", "tie")) -> float:
-    """Cohen's kappa of two judges' labels on the same items; nan when chance agreement is 1."""
-    if len(x) != len(y) or not x:
-        return math.nan
-    n = len(x)
-    p_o = sum(a == b for a, b in zip(x, y)) / n
-    p_e = sum((x.count(c) / n) * (y.count(c) / n) for c in categories)
-    return (p_o - p_e) / (1 - p_e) if p_e < 1 else math.nan
+# --------------------------------------------------------------------------- tallies
 
 
 @dataclass
@@ -424,102 +391,3 @@ def session_report(session: Session, session_ref: int | str, humans_only: bool =
                     generation=dict(ab.generation), items=len(items), judged_items=len(votes), overall=overall,
                     by_tag=dict(sorted(by_tag.items())), by_judge=dict(sorted(by_judge.items())),
                     simulated_judges=sorted(simulated), agreement=agreement, per_item=per_item)
-
-
-def _pct(x: float) -> str:
-    return "n/a" if math.isnan(x) else f"{100 * x:.1f}%"
-
-
-def _ci(t: Tally) -> str:
-    lo, hi = t.interval
-    return "n/a" if math.isnan(lo) else f"[{100 * lo:.1f}%, {100 * hi:.1f}%]"
-
-
-def _row(label: str, t: Tally) -> str:
-    return f"| {label} | {t.n} | {t.b} | {t.a} | {t.tie} | {_pct(t.win_rate)} | {_ci(t)} |"
-
-
-def to_markdown(rep: ABReport, plot_path: str | None = None) -> str:
-    """The session report as markdown (the CLI's `--out`, the app's download)."""
-    head = "| | judgements | B wins | A wins | ties | B win rate | 95% interval |\n|---|---:|---:|---:|---:|---:|---|"
-    g = rep.generation
-    decoding = "greedy" if not g.get("temperature") else f"sampling, temperature {g['temperature']}, top-p {g.get('top_p')}"
-    lines = [
-        f"# Blind A/B review session ab#{rep.session_id}", "",
-        f"- **A** (baseline): `{rep.model_a}`",
-        f"- **B** (challenger): `{rep.model_b}`",
-        f"- Prompts: `{rep.prompts_ref}` ({rep.items} items, {rep.judged_items} judged)",
-        f"- Answers: {decoding}, at most {g.get('max_new_tokens')} new tokens, seed {g.get('seed')}; "
-        "sides drawn at random per item, model names hidden from the judges",
-        f"- Judges: {', '.join(f'{j} (simulated)' if j in rep.simulated_judges else j for j in rep.by_judge) or 'none yet'}",
-        "",
-        "## Result", "",
-        f"**B wins {_pct(rep.overall.win_rate)} of {rep.overall.n} judgements** (ties counted half), "
-        f"95% interval {_ci(rep.overall)}; {rep.overall.tie} ties.", "",
-        head, _row("all", rep.overall), "",
-        "Win rate `p = (wins_B + ties/2) / n`; interval: Wilson score, "
-        "`(p + z²/2n ± z·sqrt(p(1-p)/n + z²/4n²)) / (1 + z²/n)`, z = 1.96. "
-        "Each judge's latest verdict on each item counts once.", "",
-    ]
-    if plot_path:
-        lines += [f"![win rate of B]({plot_path})", ""]
-    lines += ["## By tag", "", head] + [_row(tag, t) for tag, t in rep.by_tag.items()] + [""]
-    lines += ["## By judge", "", head] + [_row(j + (" (simulated)" if j in rep.simulated_judges else ""), t)
-                                          for j, t in rep.by_judge.items()] + [""]
-    lines += ["## Inter-expert agreement", ""]
-    if rep.agreement:
-        lines += ["| judge 1 | judge 2 | shared items | agreement | Cohen's kappa |", "|---|---|---:|---:|---:|"]
-        lines += [f"| {a.judge_1} | {a.judge_2} | {a.shared} | {_pct(a.percent)} | "
-                  f"{'n/a' if math.isnan(a.kappa) else f'{a.kappa:.3f}'} |" for a in rep.agreement]
-    else:
-        lines.append("No two judges share an item yet.")
-    lines += ["", "## Items", "", "| prompt | tags | B | A | tie |", "|---|---|---:|---:|---:|"]
-    lines += [f"| {it.prompt} | {', '.join(it.tags)} | {it.votes.b} | {it.votes.a} | {it.votes.tie} |" for it in rep.per_item]
-    return "\n".join(lines) + "\n"
-
-
-def plot(rep: ABReport, path: str | Path) -> Path:
-    """A PNG: B's win rate with its 95% interval, overall and per tag, beside the outcome counts."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    rows = [("all", rep.overall), *rep.by_tag.items()]
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 0.5 * len(rows) + 2.2))
-    y = list(range(len(rows)))[::-1]
-    for yi, (label, t) in zip(y, rows):
-        if t.n:
-            lo, hi = t.interval
-            ax1.errorbar(t.win_rate, yi, xerr=[[t.win_rate - lo], [hi - t.win_rate]], fmt="o",
-                         color="tab:red" if label == "all" else "tab:blue", capsize=3)
-    ax1.axvline(0.5, color="k", ls="--", lw=1)
-    ax1.set_yticks(y, [f"{label} (n={t.n})" for label, t in rows], fontsize=8)
-    ax1.set_xlim(0, 1)
-    ax1.set_xlabel("win rate of B over A (ties half), 95% Wilson interval")
-    ax1.set_title(f"{rep.model_b} vs {rep.model_a}", fontsize=9)
-    left = [0] * len(rows)
-    for key, color, label in (("b", "tab:green", "B better"), ("tie", "tab:gray", "tie"), ("a", "tab:orange", "A better")):
-        vals = [getattr(t, key) / t.n if t.n else 0 for _, t in rows]
-        ax2.barh(y, vals, left=left, color=color, label=label)
-        left = [a + b for a, b in zip(left, vals)]
-    ax2.set_yticks(y, [label for label, _ in rows], fontsize=8)
-    ax2.set_xlim(0, 1)
-    ax2.set_xlabel("share of judgements")
-    ax2.legend(fontsize=7, loc="lower right")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
-
-
-def write_report(session: Session, session_ref: int | str, out: str | Path, humans_only: bool = False) -> tuple[Path, Path, ABReport]:
-    """Write `out` (markdown) and its plot beside it (`<stem>.png`); returns (markdown, png, report)."""
-    out = Path(out)
-    rep = session_report(session, session_ref, humans_only)
-    png = plot(rep, out.with_suffix(".png"))
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(to_markdown(rep, png.name), encoding="utf-8")
-    return out, png, rep

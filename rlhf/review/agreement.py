@@ -27,6 +27,10 @@ expect of ties.
 
 Rankings made by review actions themselves (an edit's preference pair, an adjudication) are
 expert decisions, not annotations: they are kept out of the annotator statistics.
+
+The statistics themselves come from `rlhf.stats` (krippendorff and scipy); this module turns the store's
+rankings into their inputs (`load`), computes the report (`compute`, pure: tests feed it hand-made cases)
+and `rlhf.review.reports` renders it (text, table rows, plot).
 """
 
 from __future__ import annotations
@@ -35,15 +39,13 @@ import math
 from collections import defaultdict
 from dataclasses import dataclass, field
 from itertools import combinations
-from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Sequence
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from rlhf.errors import NotFoundError, RlhfError
-from rlhf.data.formats import content_hash
 from rlhf.data.store.models import Prompt, Ranking, Response, Review, User
+from rlhf.stats import kendall_tau_b, krippendorff_alpha_ordinal, mean, mid_ranks
 
 DEFAULT_THRESHOLD = 0.5
 """items whose ordinal alpha is below this go to the adjudication queue (0.667 is Krippendorff's
@@ -52,89 +54,7 @@ DEFAULT_THRESHOLD = 0.5
 DERIVED_VERDICTS = ("edit", "adjudicate")  # a Review with one of these on a ranking: the ranking is an expert's decision
 
 
-# --------------------------------------------------------------------------- statistics (pure)
-
-
-def mid_ranks(order: Sequence[Sequence[int]]) -> dict[int, float]:
-    """Response index -> mid-rank (1 = best; a tie shares the mean of its places).
-
-    >>> mid_ranks([[0], [2, 1], [3]])
-    {0: 1.0, 2: 2.5, 1: 2.5, 3: 4.0}
-    """
-    ranks, place = {}, 1
-    for group in order:
-        mid = place + (len(group) - 1) / 2
-        for idx in group:
-            ranks[idx] = float(mid)
-        place += len(group)
-    return ranks
-
-
-def kendall_tau_b(x: Sequence[float], y: Sequence[float]) -> float:
-    """Kendall's tau-b with ties; nan when one side has every value tied (or fewer than 2 values).
-
-    >>> round(kendall_tau_b([1, 2, 3], [1, 2.5, 2.5]), 4)  # (2 - 0) / sqrt(3 * 2)
-    0.8165
-    """
-    if len(x) != len(y):
-        raise ValueError("kendall_tau_b: x and y differ in length")
-    n0 = nc = nd = tx = ty = 0
-    for i, j in combinations(range(len(x)), 2):
-        n0 += 1
-        dx, dy = x[i] - x[j], y[i] - y[j]
-        tx += dx == 0
-        ty += dy == 0
-        if dx * dy > 0:
-            nc += 1
-        elif dx * dy < 0:
-            nd += 1
-    denom = math.sqrt((n0 - tx) * (n0 - ty))
-    return (nc - nd) / denom if denom else math.nan
-
-
-def krippendorff_alpha_ordinal(data: Sequence[Sequence[float | None]]) -> float:
-    """Ordinal alpha of a coders x units table (None or nan = missing); nan when undefined.
-
-    Units with fewer than two values are not pairable and drop out, as in Krippendorff (2011).
-    """
-    units = list(zip(*data)) if data else []
-    values_in: list[list[float]] = []
-    for unit in units:
-        vals = [float(v) for v in unit if v is not None and not (isinstance(v, float) and math.isnan(v))]
-        if len(vals) >= 2:
-            values_in.append(vals)
-    domain = sorted({v for vals in values_in for v in vals})
-    if len(domain) < 2:
-        return math.nan
-    index = {v: i for i, v in enumerate(domain)}
-    k = len(domain)
-    o = [[0.0] * k for _ in range(k)]  # coincidence matrix
-    for vals in values_in:
-        m = len(vals)
-        for a, b in combinations(range(m), 2):
-            c, d = index[vals[a]], index[vals[b]]
-            o[c][d] += 1 / (m - 1)
-            o[d][c] += 1 / (m - 1)
-    n_c = [sum(row) for row in o]
-    n = sum(n_c)
-    cum = [0.0]
-    for count in n_c:
-        cum.append(cum[-1] + count)
-
-    def d2(c: int, e: int) -> float:  # ordinal metric: sum of counts from c to e, minus half of both ends
-        lo, hi = min(c, e), max(c, e)
-        return (cum[hi + 1] - cum[lo] - (n_c[lo] + n_c[hi]) / 2) ** 2
-
-    observed = sum(o[c][e] * d2(c, e) for c in range(k) for e in range(k) if c != e)
-    expected = sum(n_c[c] * n_c[e] * d2(c, e) for c in range(k) for e in range(k) if c != e)
-    if expected == 0:
-        return math.nan
-    return 1 - (n - 1) * observed / expected
-
-
-def _mean(xs: Iterable[float]) -> float:
-    vals = [x for x in xs if not math.isnan(x)]
-    return sum(vals) / len(vals) if vals else math.nan
+# --------------------------------------------------------------------------- records
 
 
 @dataclass(frozen=True)
@@ -321,19 +241,19 @@ def compute(records: Sequence[RankingRecord], threshold: float = DEFAULT_THRESHO
         if adj is not None:
             consensus = adj.ranks()
         else:  # the mean rank over the annotators who ranked each response
-            consensus = {u: _mean(m[u] for m in maps if u in m) for u in units}
+            consensus = {u: mean(m[u] for m in maps if u in m) for u in units}
         for rec, m in zip(recs, maps):
             tau_cons[rec.annotator].append(tau_between(m, consensus))
             person(rec.annotator).shared_items += 1
         ext, tags = prompts.get(pid, (str(pid), []))
         items.append(ItemAgreement(
             prompt_id=pid, external_id=ext, tags=list(tags), annotators=[r.annotator for r in recs],
-            ranking_ids=[r.ranking_id for r in recs], alpha=item_alpha(maps), mean_tau=_mean(taus), consensus=consensus,
+            ranking_ids=[r.ranking_id for r in recs], alpha=item_alpha(maps), mean_tau=mean(taus), consensus=consensus,
             adjudicated_by=adj.annotator if adj else None, adjudication_ranking_id=adj.ranking_id if adj else None))
 
     for name, a in people.items():
-        a.tau_consensus = _mean(tau_cons.get(name, []))
-        a.tau_expert = _mean(tau_exp.get(name, []))
+        a.tau_consensus = mean(tau_cons.get(name, []))
+        a.tau_expert = mean(tau_exp.get(name, []))
         a.approved, a.rejected = (verdicts or {}).get(name, (0, 0))
     for name, (ok, bad) in (verdicts or {}).items():  # annotators with reviewed demonstrations but no rankings
         if name not in people:
@@ -347,7 +267,7 @@ def compute(records: Sequence[RankingRecord], threshold: float = DEFAULT_THRESHO
     table = [[rank_of.get((pid, c), {}).get(u) for pid, u in units] for c in coders]
     overall = krippendorff_alpha_ordinal(table) if units else math.nan
     return AgreementReport(threshold=threshold, items=items, annotators=sorted(people.values(), key=lambda a: a.annotator),
-                           alpha=overall, mean_tau=_mean(all_taus), rankings=len(latest))
+                           alpha=overall, mean_tau=mean(all_taus), rankings=len(latest))
 
 
 # --------------------------------------------------------------------------- the store
@@ -426,100 +346,3 @@ def report(session: Session, threshold: float = DEFAULT_THRESHOLD, include_simul
     """The agreement report of everything in the store."""
     records, adjudications, verdicts, prompts = load(session, include_simulated)
     return compute(records, threshold, adjudications, verdicts, prompts)
-
-
-# --------------------------------------------------------------------------- output
-
-
-def _f(x: float, digits: int = 3) -> str:
-    return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{digits}f}"
-
-
-def format_report(rep: AgreementReport) -> str:
-    """The plain-text tables `rlhf agreement` prints (and the dashboard mirrors)."""
-    lines = [f"Rankings: {rep.rankings} by {len([a for a in rep.annotators if a.rankings])} annotators; "
-             f"{len(rep.items)} items ranked by 2+ annotators",
-             f"Overall: Krippendorff's alpha (ordinal) = {_f(rep.alpha)}, mean pairwise Kendall tau-b = {_f(rep.mean_tau)}",
-             "", "Items (ranked by 2+ annotators):",
-             f"  {'prompt':<24} {'tags':<18} {'n':>2} {'alpha':>7} {'tau':>7}  status"]
-    for it in rep.items:
-        status = (f"adjudicated by {it.adjudicated_by}" if it.adjudicated_by else
-                  "CONTESTED -> adjudication queue" if it.contested(rep.threshold) else "ok")
-        lines.append(f"  {it.external_id[:24]:<24} {','.join(it.tags)[:18]:<18} {len(it.annotators):>2} "
-                     f"{_f(it.alpha):>7} {_f(it.mean_tau):>7}  {status}")
-    if not rep.items:
-        lines.append("  (none yet: agreement needs prompts ranked by two or more annotators)")
-    lines += ["", "Annotators:",
-              f"  {'annotator':<16} {'rank':>4} {'tau~cons':>8} {'tau~exp':>8} {'approved':>9} "
-              f"{'first-shown wins':>18} {'longest wins':>18}"]
-    for a in rep.annotators:
-        pos = f"{_f(a.position.rate, 2)} vs {_f(a.position.chance, 2)}" if a.position.n else "n/a"
-        ln = f"{_f(a.length.rate, 2)} vs {_f(a.length.chance, 2)}" if a.length.n else "n/a"
-        appr = f"{a.approved}/{a.approved + a.rejected}" if a.approved + a.rejected else "-"
-        lines.append(f"  {a.annotator[:16]:<16} {a.rankings:>4} {_f(a.tau_consensus):>8} {_f(a.tau_expert):>8} {appr:>9} "
-                     f"{pos:>18} {ln:>18}")
-    lines += ["", f"Adjudication queue (alpha < {rep.threshold:g}, not yet adjudicated): {len(rep.queue)} item(s)"
-              + (": " + ", ".join(it.external_id for it in rep.queue) if rep.queue else "")]
-    return "\n".join(lines)
-
-
-def item_rows(rep: AgreementReport) -> list[list]:
-    """Rows for a table widget: prompt, tags, annotators, alpha, tau, status."""
-    return [[it.external_id, ", ".join(it.tags), ", ".join(it.annotators), round(it.alpha, 3) if not math.isnan(it.alpha) else None,
-             round(it.mean_tau, 3) if not math.isnan(it.mean_tau) else None,
-             f"adjudicated by {it.adjudicated_by}" if it.adjudicated_by else
-             ("contested" if it.contested(rep.threshold) else "ok")] for it in rep.items]
-
-
-def annotator_rows(rep: AgreementReport) -> list[list]:
-    def r(x):
-        return None if math.isnan(x) else round(x, 3)
-
-    return [[a.annotator, a.rankings, r(a.tau_consensus), r(a.tau_expert), r(a.approval_rate), r(a.position.rate),
-             r(a.position.chance), r(a.length.rate), r(a.length.chance)] for a in rep.annotators]
-
-
-ITEM_COLUMNS = ["prompt", "tags", "annotators", "alpha", "tau", "status"]
-ANNOTATOR_COLUMNS = ["annotator", "rankings", "tau vs consensus", "tau vs expert", "approval rate", "first-shown wins",
-                     "chance", "longest wins", "chance "]
-
-
-def plot(rep: AgreementReport, path: str | Path) -> Path:
-    """A PNG: per-item alpha against the threshold, per-annotator tau with the consensus, and both biases."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
-    ax = axes[0]
-    names = [it.external_id for it in rep.items]
-    vals = [0 if math.isnan(it.alpha) else it.alpha for it in rep.items]
-    ax.bar(range(len(vals)), vals, color=["tab:red" if it.contested(rep.threshold) else "tab:blue" for it in rep.items])
-    ax.axhline(rep.threshold, color="k", ls="--", lw=1, label=f"threshold {rep.threshold:g}")
-    ax.set_xticks(range(len(vals)), names, rotation=60, ha="right", fontsize=7)
-    ax.set_title(f"alpha per item (overall {_f(rep.alpha, 2)})")
-    ax.legend(fontsize=7)
-    ax = axes[1]
-    people = [a for a in rep.annotators if a.rankings]
-    ax.bar([a.annotator for a in people], [0 if math.isnan(a.tau_consensus) else a.tau_consensus for a in people])
-    ax.set_ylim(-1, 1)
-    ax.set_title("tau with the consensus")
-    ax.tick_params(axis="x", rotation=45, labelsize=7)
-    ax = axes[2]
-    x = range(len(people))
-    w = 0.2
-    ax.bar([i - 1.5 * w for i in x], [a.position.rate if a.position.n else 0 for a in people], w, label="first shown wins")
-    ax.bar([i - 0.5 * w for i in x], [a.position.chance if a.position.n else 0 for a in people], w, label="chance", alpha=0.5)
-    ax.bar([i + 0.5 * w for i in x], [a.length.rate if a.length.n else 0 for a in people], w, label="longest wins")
-    ax.bar([i + 1.5 * w for i in x], [a.length.chance if a.length.n else 0 for a in people], w, label="chance ", alpha=0.5)
-    ax.set_xticks(list(x), [a.annotator for a in people], rotation=45, fontsize=7)
-    ax.set_ylim(0, 1)
-    ax.set_title("position and length bias")
-    ax.legend(fontsize=6)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
