@@ -1,15 +1,10 @@
 """The admin's actions as plain functions `(session, inputs) -> view`: import prompts, generate candidates in
-the background, create users, snapshot datasets, project settings, counts. Each one checks the caller is an
-admin first (`require`), on the server.
+the background (a job with its status in the store, `rlhf.data.jobs`), create users, snapshot datasets, project
+settings, counts. Each one checks the caller is an admin first (`require`), on the server.
 """
 
 from __future__ import annotations
 
-import datetime as dt
-import os
-import shlex
-import subprocess
-import sys
 from pathlib import Path
 
 from sqlalchemy import func, select
@@ -17,7 +12,7 @@ from sqlalchemy import func, select
 from labeling_app import queue
 from labeling_app.auth import ADMINS, require
 from labeling_app.state import UserSession
-from rlhf import paths
+from rlhf.data import jobs
 from rlhf.data.store import session_scope
 from rlhf.data.store.app_models import Assignment, LabelItem
 from rlhf.data.store.models import Demonstration, Prompt, Ranking, Response, User
@@ -43,35 +38,19 @@ def admin_import_prompts(s: UserSession, path: str | None, display_name: str | N
     return f"{shown}: {report.added} prompts added, {report.duplicates} exact duplicates skipped; {added['write']} new write items"
 
 
-def _jobs_dir() -> Path:
-    d = paths.runs_dir() / "app-jobs"
-    d.mkdir(parents=True, exist_ok=True)
-    return d
-
-
 def admin_generate(s: UserSession, model: str, prompts_ref: str, k: int) -> str:
-    """Start `rlhf generate` in the background; its log and exit code land in RLHF_HOME/runs/app-jobs/."""
+    """Start `rlhf generate` as a background job (`rlhf.data.jobs`): its status in the store, its log in RLHF_HOME/runs/jobs/."""
     with session_scope() as db:
         user = require(db, s.username, ADMINS, "generate candidates")
-        name = user.name
-    model, prompts_ref = (model or "").strip(), (prompts_ref or "").strip()
-    for label, value in (("model", model), ("prompts", prompts_ref)):
-        if not value or value.startswith("-") or any(c.isspace() for c in value):
-            raise RlhfError(f"{label}: expected a name like sft@latest or prompts@v1, got {value!r}")
-    try:
-        k = int(k)
-    except (TypeError, ValueError):
-        raise RlhfError(f"k: expected a whole number, got {k!r}") from None
-    if not 2 <= k <= 9:
-        raise RlhfError(f"k: {k} candidates per prompt; use 2..9")
-    job = _jobs_dir() / f"{dt.datetime.now():%Y%m%d-%H%M%S-%f}"
-    job.mkdir()
-    cmd = [sys.executable, "-m", "rlhf.cli", "generate", "--model", model, "--prompts", prompts_ref, "--k", str(k)]
-    (job / "cmd.txt").write_text(f"{shlex.join(cmd)}\n# started by {name}\n")
-    script = 'cd "$1"; shift; "$@" >"$JOB/log.txt" 2>&1; echo $? >"$JOB/rc.txt"'
-    subprocess.Popen(["bash", "-c", script, "job", str(paths.REPO_ROOT), *cmd], env={**os.environ, "JOB": str(job)},
-                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    return f"started: rlhf {shlex.join(cmd[3:])} (log: {job / 'log.txt'}); press Check jobs to follow it"
+        try:
+            k = int(k)
+        except (TypeError, ValueError):
+            raise RlhfError(f"k: expected a whole number, got {k!r}") from None
+        if not 2 <= k <= 9:
+            raise RlhfError(f"k: {k} candidates per prompt; use 2..9")
+        argv = ["--model", (model or "").strip(), "--prompts", (prompts_ref or "").strip(), "--k", str(k)]
+        job = jobs.start(db, "generate", argv, created_by=user.name)
+        return f"started: {job.command} (log: {job.log_path}); press Check jobs to follow it"
 
 
 def admin_model_choices(s: UserSession) -> list[str]:
@@ -88,23 +67,25 @@ def admin_model_choices(s: UserSession) -> list[str]:
 
 
 def admin_jobs(s: UserSession, limit: int = 5) -> str:
-    """The latest background jobs: command, state, last log lines. Finished ones refresh the queue."""
+    """The latest background jobs: state, command, the log's last lines or the error line. A done generate job refreshes
+    the queue; a job whose process died shows as failed."""
     with session_scope() as db:
         require(db, s.username, ADMINS, "see jobs")
-    jobs = sorted(_jobs_dir().iterdir(), reverse=True)[:limit]
-    if not jobs:
+        jobs.refresh(db)
+        recent = jobs.list_jobs(db, limit)
+        out = [_job_lines(job) for job in recent]
+    if not recent:
         return "no jobs yet"
-    out, finished = [], False
-    for job in jobs:
-        cmd = (job / "cmd.txt").read_text().splitlines()[0] if (job / "cmd.txt").exists() else "?"
-        rc = (job / "rc.txt").read_text().strip() if (job / "rc.txt").exists() else None
-        state = "running" if rc is None else ("done" if rc == "0" else f"failed (exit {rc})")
-        finished |= rc == "0"
-        log = (job / "log.txt").read_text(errors="replace").strip().splitlines() if (job / "log.txt").exists() else []
-        out.append(f"[{state}] {job.name}: {cmd}\n" + "\n".join("    " + line for line in log[-4:]))
-    if finished:
+    if any(job.kind == "generate" and job.status == "done" for job in recent):
         out.insert(0, admin_refresh_queue(s))
     return "\n".join(out)
+
+
+def _job_lines(job) -> str:
+    state = f"failed (exit {job.exit_code})" if job.status == "failed" and job.exit_code is not None else job.status
+    detail = [f"error: {job.error}"] if job.status == "failed" else jobs.log_tail(job)
+    return (f"[{state}] job {job.id} by {job.created_by}, {job.created_at:%Y-%m-%d %H:%M:%S}: {job.command}\n"
+            + "\n".join("    " + line for line in detail))
 
 
 def admin_create_user(s: UserSession, name: str, role: str, password: str) -> str:

@@ -2,29 +2,25 @@
 
 from __future__ import annotations
 
-import threading
-import time
-from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import select
 
-from conftest import run_cli, write_jsonl
+from conftest import write_jsonl
 from labeling_app import admin
 from labeling_app import handlers as h
-from labeling_app import queue, render
-from labeling_app.auth import AccessDenied, make_token, read_token
+from labeling_app import queue
+from labeling_app.auth import AccessDenied
 from labeling_app.state import UserSession
 from rlhf.data import accounts
-from rlhf.errors import RlhfError
 from rlhf.data.store import session_scope
-from rlhf.data.store.app_models import Assignment, LabelItem, LabelItemAuthor
-from rlhf.data.ingest import add_response, import_prompts
-from rlhf.data.store.models import Demonstration, Prompt, Ranking, Response, User
+from rlhf.data.store.app_models import LabelItem
+from rlhf.data.store.job_models import Job
+from rlhf.data.store.models import Prompt, User
+from rlhf.errors import RlhfError
 
-from app_support import PASSWORD, PROMPTS, XSS, candidates, count, home, me, set_settings  # noqa: F401
+from app_support import PASSWORD, PROMPTS, candidates, count, home, me  # noqa: F401 (home: fixture)
 
 
 # --------------------------------------------------------------------------- role checks
@@ -135,18 +131,18 @@ def test_admin_snapshots_counts_and_settings(home):
         admin.admin_save_settings(root, colour="red")
 
 
-def test_admin_generation_runs_in_the_background(home):
+def test_admin_generation_checks_its_options_before_starting_a_job(home):
+    """Bad options start nothing; a started job's life (done, failed, died) is tests/test_jobs.py."""
     root = me("root")
     with pytest.raises(RlhfError, match="model"):
         admin.admin_generate(root, "--help", "prompts@latest", 4)
     with pytest.raises(RlhfError, match="use 2..9"):
         admin.admin_generate(root, "sft@latest", "prompts@latest", 1)
-    msg = admin.admin_generate(root, "sft@latest", "prompts@latest", 4)
-    assert msg.startswith("started: rlhf generate --model sft@latest --prompts prompts@latest --k 4 (log: ")
-    deadline = time.time() + 60
-    while "[running]" in (status := admin.admin_jobs(root)) and time.time() < deadline:
-        time.sleep(0.5)
-    assert "generate --model sft@latest" in status and "[running]" not in status
+    with pytest.raises(RlhfError, match="k: expected a whole number, got 'four'"):
+        admin.admin_generate(root, "sft@latest", "prompts@latest", "four")
+    with pytest.raises(RlhfError, match="prompts: expected a name like sft@latest or prompts@v1, got 'prompts@v1 --k 9'"):
+        admin.admin_generate(root, "sft@latest", "prompts@v1 --k 9", 4)
+    assert count(Job) == 0 and admin.admin_jobs(root) == "no jobs yet"
 
 
 def test_sync_is_idempotent_and_groups_candidates_per_model_version(home):

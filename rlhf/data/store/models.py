@@ -151,3 +151,4 @@ class ModelVersion(Base):
         return f"{self.name}@v{self.version}"
 from rlhf.data.store import review_models  # noqa: E402,F401
 from rlhf.data.store import app_models  # noqa: E402,F401
+from rlhf.data.store import job_models  # noqa: E402,F401
