@@ -27,8 +27,6 @@ import json
 import os
 import random
 import shutil
-import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -50,12 +48,6 @@ def parse_args(argv=None):
     p.add_argument("--home", type=Path, help="workspace to create (default: a temporary folder, removed after)")
     p.add_argument("--seed", type=int, default=0)
     return p.parse_args(argv)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def pct(xs: list[float], q: float) -> float:
@@ -240,37 +232,17 @@ def main(argv=None) -> int:
           f"(rank overlap {args.overlap}) in {time.time() - t0:.1f} s", flush=True)
 
     # step 2. the app on loopback
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    log = open(home / "server.log", "w")
-    server = subprocess.Popen([sys.executable, "-m", "labeling_app", "--host", "127.0.0.1", "--port", str(port)],
-                              cwd=REPO, env=os.environ.copy(), stdout=log, stderr=subprocess.STDOUT)
+    from labeling_app import serve
+
     try:
-        import httpx
+        with serve.served(home) as url:
+            print(f"app up on {url}; {args.users} annotators for {args.seconds:.0f} s ...", flush=True)
 
-        deadline = time.time() + 120
-        while True:
-            try:
-                if httpx.get(url + "/api/openapi.json", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if server.poll() is not None or time.time() > deadline:
-                log.close()
-                sys.exit(f"the app did not start:\n{(home / 'server.log').read_text()[-3000:]}")
-            time.sleep(0.3)
-        print(f"app up on {url}; {args.users} annotators for {args.seconds:.0f} s ...", flush=True)
-
-        # step 3. the clients
-        stats = Stats()
-        elapsed = asyncio.run(drive(url, args, stats))
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            server.kill()
-        log.close()
+            # step 3. the clients
+            stats = Stats()
+            elapsed = asyncio.run(drive(url, args, stats))
+    except serve.AppDidNotStart as e:
+        sys.exit(str(e))
 
     # step 4. the check
     check = check_store(stats, args.overlap)

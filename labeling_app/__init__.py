@@ -1,13 +1,23 @@
-"""The labeling app: annotators write demonstrations and rank candidates; admins run the project.
+"""The labeling app: annotators write demonstrations and rank candidates; experts review; admins run the project.
 
-- `app.py`      layout (`build_ui`), server (`create_app`: Gradio UI + JSON API), `launch`
-- `handlers.py` every action as a plain function `(session, inputs) -> view`, role-checked
-- `queue.py`    which item comes next: overlap N, no repeats, no ranking your own answer
-- `auth.py`     login (users table, argon2) and role checks; API tokens
-- `api.py`      the JSON API (`/api/...`) used by scripts and `bench/app_load.py`
-- `render.py`   escaped HTML of conversations and candidates; CSS; keyboard shortcuts
-- `state.py`    the small per-tab session state
-- `review_pages.py` the experts' pages (issue 6), laid out by `build_ui` after the annotator tabs
+Handlers (plain functions `(session, inputs) -> view`, role-checked, tested without a server):
+- `handlers.py`        write and rank
+- `review_handlers.py` the experts' review queue, agreement dashboard, adjudication, blind A/B
+- `admin.py`           imports, candidate generation (a background job), users, snapshots, settings, counts
+- `queue.py`           which item comes next: overlap N, no repeats, no ranking your own answer
+
+Layout (gradio; one "# Register listeners" block each):
+- `app.py`           the annotator and admin tabs (`build_ui`), the server (`create_app`: UI + JSON API), `launch`
+- `review_layout.py` the experts' tabs, added by `build_ui` after the others
+- `listeners.py`     the one listener wrapper: the caller from the login, people-facing errors as gr.Error
+- `slots.py`         K candidate answers with a rank radio each (Rank and Adjudicate pages)
+- `render.py`        escaped HTML of conversations and candidates; CSS; keyboard shortcuts
+
+The rest:
+- `auth.py`   login (users table, argon2) for gradio and the API; API tokens
+- `api.py`    the JSON API (`/api/...`) used by scripts and `bench/app_load.py`
+- `state.py`  the small per-tab session state
+- `serve.py`  the app as a subprocess on a free loopback port (browser tests, load bench)
 
 Imports `rlhf`, never `stages`.
 """

@@ -10,9 +10,9 @@ from pathlib import Path
 from sqlalchemy import func, select
 
 from labeling_app import queue
-from labeling_app.auth import ADMINS, require
 from labeling_app.state import UserSession
 from rlhf.data import jobs
+from rlhf.data.accounts import ADMINS, require
 from rlhf.data.store import session_scope
 from rlhf.data.store.app_models import Assignment, LabelItem
 from rlhf.data.store.models import Demonstration, Prompt, Ranking, Response, User

@@ -8,16 +8,12 @@ seeded RLHF_HOME (`serve_app`), drive one chromium (`browser` fixture) and log i
 from __future__ import annotations
 
 import contextlib
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
 from conftest import REPO
+from labeling_app import serve
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
@@ -28,39 +24,14 @@ NEEDS_CHROMIUM = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian'
                                                                   "(apt-get install chromium; `just browser` does it)")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @contextlib.contextmanager
 def serve_app(home: Path, env: dict):
     """Run the labeling app over `home` until the block ends; yields its base url. Fails the test with the log if it never answers."""
-    port = free_port()
-    log = open(home / "server.log", "w")
-    proc = subprocess.Popen([sys.executable, "-m", "labeling_app", "--host", "127.0.0.1", "--port", str(port)],
-                            env=env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.time() + 90
-        while True:
-            try:
-                urllib.request.urlopen(url + "/api/docs", timeout=2)
-                break
-            except OSError:
-                if proc.poll() is not None or time.time() > deadline:
-                    log.flush()
-                    pytest.fail(f"the app did not start:\n{(home / 'server.log').read_text()[-3000:]}")
-                time.sleep(0.3)
-        yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
+        with serve.served(home, env, timeout=90) as url:
+            yield url
+    except serve.AppDidNotStart as e:
+        pytest.fail(str(e))
 
 
 @pytest.fixture(scope="module")

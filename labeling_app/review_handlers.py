@@ -1,18 +1,10 @@
-"""The domain expert's pages: Review queue, Agreement dashboard, Adjudication, blind A/B judging.
+"""The domain expert's pages as plain handlers `(session, inputs) -> view`: Review queue, Agreement dashboard,
+Adjudication, blind A/B judging. Their layout is `review_layout.py`.
 
-Same shape as the rest of the app: every action is a plain handler `(session, inputs) -> view`
-(testable without a server) that first reloads the caller and checks their role is expert or
-admin (`require`, on the server: a hidden tab is only cosmetics), then does its work in ONE
-store transaction through `rlhf.review.actions` / `rlhf.review.agreement` / `rlhf.review.ab`. `add_review_tabs` lays
-the pages out inside the app's `gr.Blocks` and registers their listeners.
-
-Wiring (in `labeling_app/app.py`, inside `with gr.Tabs():`, after the last tab):
-
-    from labeling_app import review_pages
-    ...
-    review_pages.add_review_tabs(demo)
-
-The tabs start hidden and a `demo.load` listener shows them to experts and admins only.
+Every handler first reloads the caller and checks their role is expert or admin (`require`, on
+the server: a hidden tab is only cosmetics), then does its work in ONE store transaction through
+`rlhf.review.actions` / `rlhf.review.agreement` / `rlhf.review.ab`, and returns a small view
+dataclass that renders its own escaped HTML (`render`). Tests call them without a server.
 """
 
 from __future__ import annotations
@@ -24,17 +16,13 @@ from dataclasses import dataclass, field
 from sqlalchemy import select
 
 from labeling_app import render
-from labeling_app.auth import require
-from rlhf.review import ab
-from rlhf.review import agreement, reports
-from rlhf.review import actions as review
-from rlhf.errors import RlhfError
+from rlhf.data.accounts import REVIEWERS, require
+from rlhf.data.formats import ranks_to_order
 from rlhf.data.store import session_scope
 from rlhf.data.store.models import Prompt, Response
-
-REVIEWERS = ("expert", "admin")
-MAX_SLOTS = 9  # candidate slots on the adjudication page (rankings have at most 9 candidates in the app)
-KIND_CHOICES = [("all kinds", ""), ("demonstrations", "demonstration"), ("rankings", "ranking")]
+from rlhf.errors import RlhfError
+from rlhf.review import ab, agreement, reports
+from rlhf.review import actions as review
 
 
 @dataclass
@@ -199,8 +187,8 @@ def agreement_dashboard(s: ReviewSession, threshold: float = agreement.DEFAULT_T
                f"**{reports.fmt(rep.mean_tau)}** · {len(rep.queue)} item(s) waiting for adjudication "
                f"(alpha < {float(threshold):g})")
     path = reports.agreement_plot(rep, _tmp_png("rlhf-agreement-")) if rep.rankings else None
-    return AgreementView(summary, reports.agreement_item_rows(rep), reports.agreement_annotator_rows(rep), str(path) if path else None,
-                         reports.agreement_text(rep))
+    return AgreementView(summary, reports.agreement_item_rows(rep), reports.agreement_annotator_rows(rep),
+                         str(path) if path else None, reports.agreement_text(rep))
 
 
 # --------------------------------------------------------------------------- adjudication
@@ -259,23 +247,6 @@ def adjudication_queue(s: ReviewSession, threshold: float = agreement.DEFAULT_TH
         return view
 
 
-def ranks_to_order(ranks: list) -> list[list[int]]:
-    """Per-candidate ranks (1 = best, equal = tie) -> a best-first order of candidate indices.
-
-    >>> ranks_to_order(["2", "1", "2"])
-    [[1], [0, 2]]
-    """
-    values = []
-    for i, r in enumerate(ranks):
-        if r in (None, ""):
-            raise RlhfError(f"answer {render.LETTERS[i]} has no rank: give every answer a rank (equal ranks are a tie)")
-        values.append((int(r), i))
-    order: dict[int, list[int]] = {}
-    for r, i in sorted(values):
-        order.setdefault(r, []).append(i)
-    return [order[r] for r in sorted(order)]
-
-
 def adjudicate_submit(s: ReviewSession, prompt_id: int, ranks: list, reason: str,
                       threshold: float = agreement.DEFAULT_THRESHOLD) -> AdjudicationView:
     """Record the expert's ranking of the item on screen as its consensus (who and why kept in a Review)."""
@@ -287,7 +258,7 @@ def adjudicate_submit(s: ReviewSession, prompt_id: int, ranks: list, reason: str
         if current is None:
             raise RlhfError(f"prompt {prompt_id} has no rankings by several annotators")
         ids = sorted(current.consensus)
-        order = ranks_to_order(list(ranks)[:len(ids)])
+        order = ranks_to_order(list(ranks), k=len(ids))
         ranking = review.adjudicate(db, user, int(prompt_id), order, reason, response_ids=ids, shown_order=ids)
         msg = f"Recorded your ranking of {current.external_id} as its consensus (ranking {ranking.id})."
     return adjudication_queue(s, threshold, message=msg)
@@ -376,229 +347,3 @@ def can_review(s: ReviewSession) -> bool:
         return True
     except PermissionError:
         return False
-
-
-# --------------------------------------------------------------------------- layout
-
-
-def add_review_tabs(demo) -> dict:
-    """Lay out the expert tabs inside the caller's `gr.Blocks` / `gr.Tabs` and register their listeners.
-
-    Returns the tab components by name ("review", "agreement", "adjudicate", "ab"); they start
-    hidden and are shown on page load to experts and admins.
-    """
-    import gradio as gr
-
-    def ui(fn):
-        """Listener wrapper: the caller from the login; people-facing errors as gr.Error."""
-
-        def wrapper(request: gr.Request, rs: ReviewSession, *args):
-            rs = rs if isinstance(rs, ReviewSession) else ReviewSession()
-            rs.username = getattr(request, "username", None) or ""
-            try:
-                return fn(rs, *args)
-            except (PermissionError, RlhfError) as e:
-                raise gr.Error(str(e), duration=8) from None
-
-        # not functools.wraps: gradio passes the request only to a positional parameter annotated gr.Request
-        # (inserted at its index, before the listener's inputs); the annotation must be the class itself, since
-        # gradio is imported here and a string would not resolve. The prefix keeps API names apart from the app's.
-        wrapper.__name__, wrapper.__doc__ = f"review_{fn.__name__}", fn.__doc__
-        wrapper.__annotations__["request"] = gr.Request
-        return wrapper
-
-    with gr.Tab("Review", id="review", elem_id="tab-review", visible=False) as review_tab:
-        # inside a Tab, not directly in the caller's gr.Tabs: a non-Tab child of Tabs breaks tab switching (gradio 6.31)
-        rstate = gr.State(ReviewSession())
-        with gr.Row():
-            f_kind = gr.Dropdown(KIND_CHOICES, value="", label="Kind", elem_id="review-filter-kind")
-            f_tag = gr.Dropdown([("all tags", "")], value="", label="Tag", elem_id="review-filter-tag")
-            f_ann = gr.Dropdown([("all annotators", "")], value="", label="Annotator", elem_id="review-filter-annotator")
-            q_refresh = gr.Button("Refresh", elem_id="review-refresh")
-        q_summary = gr.Markdown(elem_id="review-summary")
-        q_table = gr.Dataframe(headers=QUEUE_COLUMNS, interactive=False, label="Waiting for review (oldest first)",
-                               elem_id="review-table")
-        with gr.Row():
-            with gr.Column(scale=3):
-                q_item = gr.Dropdown([], label="Item on screen", elem_id="review-item")
-                q_html = gr.HTML(elem_id="review-item-html")
-                q_edit = gr.Textbox(label="Edited answer (demonstrations: change it and press 'Save edit')", lines=6,
-                                    elem_id="review-edit-text")
-                q_reason = gr.Textbox(label="Reason (required to reject; optional otherwise)", max_lines=2,
-                                      elem_id="review-reason")
-                with gr.Row():
-                    q_approve = gr.Button("Approve", variant="primary", elem_id="review-approve")
-                    q_reject = gr.Button("Reject", variant="stop", elem_id="review-reject")
-                    q_save = gr.Button("Save edit as a new version", elem_id="review-edit")
-                q_msg = gr.Markdown(elem_id="review-message")
-            with gr.Column(scale=1):
-                gr.Markdown("### History of this item")
-                q_hist = gr.Markdown(elem_id="review-history")
-    with gr.Tab("Agreement", id="agreement", elem_id="tab-agreement", visible=False) as agreement_tab:
-        with gr.Row():
-            a_thr = gr.Number(value=agreement.DEFAULT_THRESHOLD, label="Adjudication threshold (alpha)", elem_id="agreement-threshold")
-            a_sim = gr.Checkbox(label="Include simulated annotators", elem_id="agreement-simulated")
-            a_refresh = gr.Button("Refresh", elem_id="agreement-refresh")
-        a_summary = gr.Markdown(elem_id="agreement-summary")
-        a_plot = gr.Image(type="filepath", label="Agreement and bias", interactive=False, elem_id="agreement-plot")
-        a_items = gr.Dataframe(headers=reports.AGREEMENT_ITEM_COLUMNS, interactive=False, label="Items ranked by 2+ annotators")
-        a_people = gr.Dataframe(headers=reports.AGREEMENT_ANNOTATOR_COLUMNS, interactive=False, label="Annotators")
-    with gr.Tab("Adjudicate", id="adjudicate", elem_id="tab-adjudicate", visible=False) as adjudicate_tab:
-        with gr.Row():
-            d_thr = gr.Number(value=agreement.DEFAULT_THRESHOLD, label="Threshold (alpha)", elem_id="adjudicate-threshold")
-            d_refresh = gr.Button("Refresh", elem_id="adjudicate-refresh")
-        d_table = gr.Dataframe(headers=ADJ_COLUMNS, interactive=False, label="Contested items")
-        d_item = gr.Dropdown([], label="Item on screen", elem_id="adjudicate-item")
-        d_prompt = gr.HTML(elem_id="adjudicate-prompt")
-        d_groups, d_htmls, d_radios = [], [], []
-        for i in range(MAX_SLOTS):
-            with gr.Group(visible=False, elem_id=f"adj-cand-{i}") as g:
-                d_htmls.append(gr.HTML())
-                d_radios.append(gr.Radio(choices=[], label=f"Your rank of answer {render.LETTERS[i]}", elem_id=f"adj-rank-{i}"))
-            d_groups.append(g)
-        d_ranks = gr.Dataframe(interactive=False, label="The annotators' ranks (1 = best)")
-        d_reason = gr.Textbox(label="Why this order (required, kept with the decision)", elem_id="adjudicate-reason")
-        d_submit = gr.Button("Record as consensus", variant="primary", elem_id="adjudicate-submit")
-        d_msg = gr.Markdown(elem_id="adjudicate-message")
-    with gr.Tab("A/B", id="ab", elem_id="tab-ab", visible=False) as ab_tab:
-        with gr.Row():
-            b_session = gr.Dropdown([], label="Review session", elem_id="ab-session")
-            b_refresh = gr.Button("Refresh sessions", elem_id="ab-refresh")
-        b_progress = gr.Markdown(elem_id="ab-progress")
-        b_item = gr.State(None)
-        b_prompt = gr.HTML(elem_id="ab-prompt")
-        with gr.Row():
-            b_left = gr.HTML(elem_id="ab-left")
-            b_right = gr.HTML(elem_id="ab-right")
-        with gr.Row():
-            b_a = gr.Button("A is better", variant="primary", elem_id="ab-choose-a")
-            b_tie = gr.Button("Tie", elem_id="ab-choose-tie")
-            b_b = gr.Button("B is better", variant="primary", elem_id="ab-choose-b")
-        b_reason = gr.Textbox(label="Why (optional)", max_lines=2, elem_id="ab-reason")
-        b_msg = gr.Markdown(elem_id="ab-message")
-        with gr.Accordion("Session report (reveals the models)", open=False):
-            b_report_btn = gr.Button("Show report", elem_id="ab-report")
-            b_report_plot = gr.Image(type="filepath", interactive=False, label="Win rate of B")
-            b_report = gr.Markdown(elem_id="ab-report-md")
-
-    # ---- view -> components
-    def queue_out(v: QueueView):
-        item = v.item
-        return (gr.update(choices=[("all tags", "")] + [(t, t) for t in v.tags]),
-                gr.update(choices=[("all annotators", "")] + [(a, a) for a in v.annotators]),
-                v.summary, v.rows, gr.update(choices=v.keys, value=item.key if item else None), v.item_html(),
-                gr.update(value=item.answer if item and item.kind == "demonstration" else "",
-                          interactive=bool(item and item.kind == "demonstration")),
-                "", v.message, v.history_md())
-
-    queue_view = [f_tag, f_ann, q_summary, q_table, q_item, q_html, q_edit, q_reason, q_msg, q_hist]
-    filters = [f_kind, f_tag, f_ann]
-
-    def adj_out(v: AdjudicationView):
-        groups, htmls, radios = [], [], []
-        choices = [str(i) for i in range(1, v.k + 1)]
-        for i in range(MAX_SLOTS):
-            shown = i < v.k
-            groups.append(gr.update(visible=shown))
-            htmls.append(v.candidate_html()[i] if shown else "")
-            radios.append(gr.update(choices=choices if shown else [], value=None))
-        headers = ["annotator"] + [f"answer {render.LETTERS[i]}" for i in range(v.k)]
-        return (v.rows, gr.update(choices=v.choices, value=v.prompt_id), v.item_html(), *groups, *htmls, *radios,
-                gr.update(value=v.annotator_ranks, headers=headers) if v.k else [], "", v.message)
-
-    adj_view = [d_table, d_item, d_prompt, *d_groups, *d_htmls, *d_radios, d_ranks, d_reason, d_msg]
-
-    def ab_out(v: ABView):
-        left, right = v.answers_html()
-        return v.item_id, v.progress, v.prompt_html(), left, right, "", v.message
-
-    ab_view = [b_item, b_progress, b_prompt, b_left, b_right, b_reason, b_msg]
-
-    # ---- listeners
-    @ui
-    def on_load(rs):
-        show = can_review(rs)
-        return (rs, *[gr.update(visible=show, interactive=show)] * 4)
-
-    @ui
-    def on_queue(rs, kind, tag, ann, key=None):
-        return (rs, *queue_out(review_queue(rs, kind or "", tag or "", ann or "", key)))
-
-    @ui
-    def on_open(rs, key, kind, tag, ann):
-        return (rs, *queue_out(review_queue(rs, kind or "", tag or "", ann or "", key)))
-
-    @ui
-    def on_approve(rs, key, reason, kind, tag, ann):
-        return (rs, *queue_out(review_approve(rs, key, reason, kind or "", tag or "", ann or "")))
-
-    @ui
-    def on_reject(rs, key, reason, kind, tag, ann):
-        return (rs, *queue_out(review_reject(rs, key, reason, kind or "", tag or "", ann or "")))
-
-    @ui
-    def on_edit(rs, key, text, reason, kind, tag, ann):
-        return (rs, *queue_out(review_edit(rs, key, text, reason, kind or "", tag or "", ann or "")))
-
-    @ui
-    def on_agreement(rs, thr, sim):
-        v = agreement_dashboard(rs, thr if thr is not None else agreement.DEFAULT_THRESHOLD, bool(sim))
-        return rs, v.summary, v.plot_path, v.item_rows, v.annotator_rows
-
-    @ui
-    def on_adjudication(rs, thr, prompt_id=None):
-        return (rs, *adj_out(adjudication_queue(rs, thr if thr is not None else agreement.DEFAULT_THRESHOLD, prompt_id)))
-
-    @ui
-    def on_adjudicate(rs, thr, prompt_id, reason, *ranks):
-        return (rs, *adj_out(adjudicate_submit(rs, prompt_id, list(ranks), reason,
-                                               thr if thr is not None else agreement.DEFAULT_THRESHOLD)))
-
-    @ui
-    def on_ab_sessions(rs, current):
-        choices = ab_sessions(rs)
-        ids = [c[1] for c in choices]
-        value = current if current in ids else (ids[0] if ids else None)
-        return (rs, gr.update(choices=choices, value=value), *ab_out(ab_next(rs, value)))
-
-    @ui
-    def on_ab_next(rs, session_id):
-        return (rs, *ab_out(ab_next(rs, session_id)))
-
-    def on_ab_choice(choice):
-        @ui
-        def handler(rs, session_id, item_id, reason):
-            return (rs, *ab_out(ab_judge(rs, session_id, item_id, choice, reason)))
-
-        handler.__name__ = f"on_ab_{choice}"
-        return handler
-
-    @ui
-    def on_ab_report(rs, session_id):
-        md, path = ab_report(rs, session_id)
-        return rs, path, md
-
-    tabs = [review_tab, agreement_tab, adjudicate_tab, ab_tab]
-    demo.load(on_load, [rstate], [rstate, *tabs])
-    review_tab.select(on_queue, [rstate, *filters], [rstate, *queue_view])
-    q_refresh.click(on_queue, [rstate, *filters], [rstate, *queue_view])
-    for f in filters:
-        f.input(on_queue, [rstate, *filters], [rstate, *queue_view])
-    q_item.input(on_open, [rstate, q_item, *filters], [rstate, *queue_view])
-    q_approve.click(on_approve, [rstate, q_item, q_reason, *filters], [rstate, *queue_view], concurrency_id="review")
-    q_reject.click(on_reject, [rstate, q_item, q_reason, *filters], [rstate, *queue_view], concurrency_id="review")
-    q_save.click(on_edit, [rstate, q_item, q_edit, q_reason, *filters], [rstate, *queue_view], concurrency_id="review")
-    agreement_view = [rstate, a_summary, a_plot, a_items, a_people]
-    agreement_tab.select(on_agreement, [rstate, a_thr, a_sim], agreement_view)
-    a_refresh.click(on_agreement, [rstate, a_thr, a_sim], agreement_view)
-    adjudicate_tab.select(on_adjudication, [rstate, d_thr], [rstate, *adj_view])
-    d_refresh.click(on_adjudication, [rstate, d_thr], [rstate, *adj_view])
-    d_item.input(on_adjudication, [rstate, d_thr, d_item], [rstate, *adj_view])
-    d_submit.click(on_adjudicate, [rstate, d_thr, d_item, d_reason, *d_radios], [rstate, *adj_view], concurrency_id="review")
-    ab_tab.select(on_ab_sessions, [rstate, b_session], [rstate, b_session, *ab_view])
-    b_refresh.click(on_ab_sessions, [rstate, b_session], [rstate, b_session, *ab_view])
-    b_session.input(on_ab_next, [rstate, b_session], [rstate, *ab_view])
-    for button, choice in ((b_a, "left"), (b_tie, "tie"), (b_b, "right")):
-        button.click(on_ab_choice(choice), [rstate, b_session, b_item, b_reason], [rstate, *ab_view], concurrency_id="ab")
-    b_report_btn.click(on_ab_report, [rstate, b_session], [rstate, b_report_plot, b_report])
-    return {"review": review_tab, "agreement": agreement_tab, "adjudicate": adjudicate_tab, "ab": ab_tab}
