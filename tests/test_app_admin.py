@@ -70,6 +70,23 @@ def test_ui_listeners_turn_refusals_into_gr_errors(home):
         ui.on_load(SimpleNamespace(username=None), UserSession())
 
 
+def test_every_listener_gets_the_request_under_its_own_api_name(home):
+    """gradio's rule (labeling_app/listeners.py): it passes the request only to a parameter annotated gr.Request."""
+    import gradio as gr
+    from gradio.helpers import special_args
+
+    from labeling_app import app as ui
+    from labeling_app import review_layout
+
+    for listener in (ui.on_load, ui.on_rank_submit, review_layout.on_load, review_layout.on_adjudicate):
+        inputs = ["state", "input"]
+        special_args(listener, inputs, request="the request")
+        assert inputs == ["the request", "state", "input"], listener.__name__
+    assert (ui.on_load.__name__, review_layout.on_load.__name__) == ("on_load", "review_on_load")
+    with pytest.raises(gr.Error, match="ana is annotator, this needs the expert or admin role"):
+        review_layout.on_queue(SimpleNamespace(username="ana"), None, "", "", "")
+
+
 def test_role_change_applies_at_the_next_call(home):
     assert admin.admin_counts(me("root"))
     with session_scope() as db:
