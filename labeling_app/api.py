@@ -23,9 +23,10 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
 from labeling_app import handlers
-from labeling_app.auth import AccessDenied, make_token, read_token
+from labeling_app.auth import make_token, read_token
 from labeling_app.state import UserSession
 from rlhf.data import accounts
+from rlhf.data.accounts import AccessDenied
 from rlhf.errors import RlhfError
 from rlhf.data.store import session_scope
 

@@ -1,8 +1,9 @@
-"""Who is calling, and may they? Login for gradio and for the JSON API; role checks for every handler.
+"""Who is calling: login for gradio and for the JSON API. What is app-specific, nothing more.
 
-Access control lives on the server: every handler starts with `require(...)`, which reloads the
-caller from the users table (a role change or a removed password applies at the next click) and
-raises `AccessDenied` (a PermissionError) when the role is wrong. Hidden tabs are only cosmetics.
+Access control lives on the server: every handler starts with `rlhf.data.accounts.require(...)`,
+which reloads the caller from the users table (a role change or a removed password applies at
+the next click) and raises `AccessDenied` (a PermissionError) when the role is wrong. Hidden tabs
+are only cosmetics.
 
 API tokens are `name.expiry.signature` (HMAC-SHA256 with a per-process random key kept on the
 FastAPI app), so no token table and nothing shared between users in module globals.
@@ -15,33 +16,11 @@ import hashlib
 import hmac
 import time
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
-
 from rlhf.data import accounts
+from rlhf.data.accounts import AccessDenied  # noqa: F401 (old home, still imported by tests/test_app_admin.py, test_jobs.py)
 from rlhf.data.store import session_scope
-from rlhf.data.store.models import User
 
-LABELERS = ("annotator", "expert", "admin")  # who may write and rank
-ADMINS = ("admin",)
 TOKEN_SECONDS = 12 * 3600
-
-
-class AccessDenied(PermissionError):
-    """The caller is not logged in, or their role may not do this."""
-
-
-def require(db: Session, username: str | None, roles: tuple[str, ...], action: str) -> User:
-    """The calling user, reloaded from the store; AccessDenied unless their role is one of `roles`."""
-    if not username:
-        raise AccessDenied(f"{action}: not logged in")
-    user = db.scalar(select(User).where(User.name == username))
-    if user is None or user.simulated or not user.password_hash:
-        raise AccessDenied(f"{action}: no active account {username!r}; log in again")
-    if user.role not in roles:
-        need = " or ".join(roles)
-        raise AccessDenied(f"{action}: {user.name} is {user.role}, this needs the {need} role")
-    return user
 
 
 def check_login(username: str, password: str) -> bool:

@@ -1,15 +1,16 @@
 """Every action of the app as a plain function `(session, inputs) -> view`, testable without a server.
 
-Each handler: (1) reloads the caller and checks their role (`require`), (2) does its work in ONE
-store transaction (`session_scope`: all or nothing), (3) returns a small dataclass view that the
-gradio layout (`app.py`) and the JSON API (`api.py`) both present. Mistakes a person can fix
+Each handler: (1) reloads the caller and checks their role (`rlhf.data.accounts.require`), (2) does
+its work in ONE store transaction (`session_scope`: all or nothing), storing rows through
+`rlhf.data.records` (which checks the text and the order), (3) returns a small dataclass view that
+the gradio layout (`app.py`) and the JSON API (`api.py`) both present. Mistakes a person can fix
 raise `RlhfError` with a one-line message; a wrong role raises `AccessDenied` (PermissionError).
 
 Idempotency: a submit names its assignment (the item on that tab's screen). The assignment flips
 from `assigned` to `done` with a conditional UPDATE in the same transaction as the new row, so a
 double click, a second tab or a retried request finds it done and stores nothing
-(`Receipt.status == "duplicate"`); the unique `content_hash` of the row (annotator + item) is a
-second guard in the database itself.
+(`Receipt.status == "duplicate"`); the unique `content_hash` of the row (its content plus the key
+`label_item:<item>:<annotator>`) is a second guard in the database itself.
 """
 
 from __future__ import annotations
@@ -21,13 +22,14 @@ from dataclasses import dataclass, field
 from sqlalchemy import select
 
 from labeling_app import queue, render
-from labeling_app.auth import ADMINS, LABELERS, AccessDenied, require
 from labeling_app.state import UserSession
-from rlhf.errors import RlhfError
-from rlhf.data.formats import MAX_TEXT_CHARS, content_hash
+from rlhf.data import records
+from rlhf.data.accounts import ADMINS, LABELERS, AccessDenied, require
+from rlhf.data.formats import MAX_TEXT_CHARS
 from rlhf.data.store import session_scope
 from rlhf.data.store.app_models import Assignment, LabelItem
-from rlhf.data.store.models import ROLES, Demonstration, Prompt, Ranking, Response, User
+from rlhf.data.store.models import ROLES, Prompt, Response, User
+from rlhf.errors import RlhfError
 
 REASON_CHARS = 300  # the optional one-line reason of a ranking
 
@@ -114,6 +116,11 @@ def _mine(db, user: User, assignment_id: int | None, kind: str) -> Assignment:
     return a
 
 
+def _key(item: LabelItem, user: User) -> str:
+    """Where an app row comes from, for its content hash: this person's answer to this item."""
+    return f"label_item:{item.id}:{user.name}"
+
+
 def _one_line(text: str | None, limit: int) -> str | None:
     line = " ".join((text or "").split())
     return line[:limit] or None
@@ -150,30 +157,22 @@ def write_submit(s: UserSession, text: str) -> Receipt:
         if a.status == "skipped":
             raise RlhfError("you skipped this prompt: it cannot be submitted any more")
         answer = (text or "").strip()
-        if not answer:
+        if not answer:  # the page's hint; size and NUL are the writer's checks (rlhf.data.formats)
             raise RlhfError("the answer is empty: write the ideal answer, or skip (S)")
-        if len(answer) > MAX_TEXT_CHARS:
-            raise RlhfError(f"the answer is {len(answer)} characters, over the limit of {MAX_TEXT_CHARS}")
-        if "\x00" in answer:
-            raise RlhfError("the answer contains a NUL character")
+        item = db.get(LabelItem, a.item_id)
+        prompt = db.get(Prompt, item.prompt_id)
         if not queue.complete(db, a, "done"):  # a twin request got there first: name the row it stored
             db.refresh(a)
             return Receipt("duplicate", "demonstration", a.result_id, "Already submitted: nothing stored twice.")
-        item = db.get(LabelItem, a.item_id)
-        prompt = db.get(Prompt, item.prompt_id)
-        messages = list(prompt.messages) + [{"role": "assistant", "content": answer}]
-        d = Demonstration(prompt_id=prompt.id, messages=messages, annotator_id=user.id, origin="human", status="pending",
-                          content_hash=content_hash({"prompt": prompt.content_hash, "messages": messages,
-                                                     "annotator": user.name, "label_item": item.id}),
-                          seconds_spent=queue.seconds_on_screen(a))
-        db.add(d)
-        db.flush()
+        d, created = records.add_demonstration(db, prompt, answer, annotator=user, key=_key(item, user),
+                                               seconds_spent=queue.seconds_on_screen(a),
+                                               where=f"your answer to {prompt.external_id}")
         a.result_type, a.result_id, a.draft = "demonstration", d.id, None
+        if not created:
+            return Receipt("duplicate", "demonstration", d.id, "Already submitted: nothing stored twice.")
         if queue.get_settings(db)["demos_as_candidates"]:
-            from rlhf.data.ingest import add_response
-
-            add_response(db, prompt, answer, origin="human",
-                         generation={"annotator_id": user.id, "demonstration_id": d.id})
+            records.add_response(db, prompt, answer, origin="human",
+                                 generation={"annotator_id": user.id, "demonstration_id": d.id})
         return Receipt("stored", "demonstration", d.id, f"Saved answer to {prompt.external_id}.")
 
 
@@ -233,43 +232,18 @@ def rank_submit(s: UserSession, ranks: list, all_bad: bool = False, reason: str 
             raise RlhfError("you skipped this item: it cannot be submitted any more")
         item = db.get(LabelItem, a.item_id)
         shown = queue.shown_order(user.id, item)
-        order = _order_from_ranks(ranks, shown, list(item.response_ids), bool(all_bad))
+        order = queue.ranks_to_order(ranks, shown, list(item.response_ids), k=len(shown), all_bad=bool(all_bad))
         if not queue.complete(db, a, "done"):  # a twin request got there first: name the row it stored
             db.refresh(a)
             return Receipt("duplicate", "ranking", a.result_id, "Already submitted: nothing stored twice.")
         prompt = db.get(Prompt, item.prompt_id)
-        r = Ranking(prompt_id=prompt.id, response_ids=list(item.response_ids), order=order, shown_order=shown,
-                    all_bad=bool(all_bad), reason=_one_line(reason, REASON_CHARS), annotator_id=user.id, origin="human",
-                    status="pending", seconds_spent=queue.seconds_on_screen(a),
-                    content_hash=content_hash({"prompt": prompt.content_hash, "responses": list(item.response_ids),
-                                               "annotator": user.name, "label_item": item.id}))
-        db.add(r)
-        db.flush()
+        r, created = records.add_ranking(db, prompt, list(item.response_ids), order, annotator=user, key=_key(item, user),
+                                         all_bad=bool(all_bad), reason=_one_line(reason, REASON_CHARS), shown_order=shown,
+                                         seconds_spent=queue.seconds_on_screen(a))
         a.result_type, a.result_id = "ranking", r.id
+        if not created:
+            return Receipt("duplicate", "ranking", r.id, "Already submitted: nothing stored twice.")
         return Receipt("stored", "ranking", r.id, f"Saved ranking of {prompt.external_id}.")
-
-
-def _order_from_ranks(ranks: list, shown: list[int], response_ids: list[int], all_bad: bool) -> list[list[int]]:
-    k = len(shown)
-    ranks = list(ranks or [])[:k] + [None] * max(0, k - len(ranks or []))
-    values: list[int | None] = []
-    for i, r in enumerate(ranks):
-        if r in (None, ""):
-            values.append(None)
-            continue
-        try:
-            v = int(r)
-        except (TypeError, ValueError):
-            raise RlhfError(f"answer {render.LETTERS[i]}: rank {r!r} is not a number") from None
-        if not 1 <= v <= k:
-            raise RlhfError(f"answer {render.LETTERS[i]}: rank {v} is outside 1..{k}")
-        values.append(v)
-    missing = [render.LETTERS[i] for i, v in enumerate(values) if v is None]
-    if all_bad and len(missing) == k:
-        return [list(range(k))]  # all bad and not ordered: one group, every answer tied
-    if missing:
-        raise RlhfError(f"give every answer a rank (1 = best, equal numbers = tie): missing {', '.join(missing)}")
-    return queue.ranks_to_order(values, shown, response_ids)
 
 
 def rank_skip(s: UserSession, reason: str = "") -> Receipt:

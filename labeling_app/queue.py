@@ -28,6 +28,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
+from rlhf.data import formats
 from rlhf.data.store.app_models import AppSetting, Assignment, LabelItem, LabelItemAuthor
 from rlhf.data.store.models import Demonstration, Prompt, Response, User, utcnow
 
@@ -325,13 +326,15 @@ def shown_order(user_id: int, item: LabelItem) -> list[int]:
     return ids
 
 
-def ranks_to_order(ranks: list[int | None], shown: list[int], response_ids: list[int]) -> list[list[int]]:
+def ranks_to_order(ranks: list, shown: list[int], response_ids: list[int], k: int | None = None,
+                   all_bad: bool = False) -> list[list[int]]:
     """Rank numbers per shown candidate (1 = best, equal = tie) -> best-first groups of indices into `response_ids`.
+
+    The ranks are read by `rlhf.data.formats.ranks_to_order` (with `k`, each must be 1..k; errors name
+    the answer's letter); this maps the shown positions back to the stored response order.
 
     >>> ranks_to_order([2, 1, 2, 3], shown=[30, 10, 20, 40], response_ids=[10, 20, 30, 40])
     [[0], [1, 2], [3]]
     """
-    groups: dict[int, list[int]] = {}
-    for rank, rid in zip(ranks, shown):
-        groups.setdefault(int(rank), []).append(response_ids.index(rid))
-    return [sorted(groups[r]) for r in sorted(groups)]
+    positions = formats.ranks_to_order(ranks, k, all_bad)
+    return [sorted(response_ids.index(shown[p]) for p in group) for group in positions]

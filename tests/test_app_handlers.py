@@ -18,13 +18,15 @@ from conftest import run_cli, write_jsonl
 from labeling_app import admin
 from labeling_app import handlers as h
 from labeling_app import queue, render
-from labeling_app.auth import AccessDenied, make_token, read_token
+from labeling_app.auth import make_token, read_token
 from labeling_app.state import UserSession
-from rlhf.data import accounts
+from rlhf.data import accounts, records
+from rlhf.data.accounts import AccessDenied
 from rlhf.errors import RlhfError
 from rlhf.data.store import session_scope
 from rlhf.data.store.app_models import Assignment, LabelItem, LabelItemAuthor
-from rlhf.data.ingest import add_response, import_prompts
+from rlhf.data.ingest import import_prompts
+from rlhf.data.records import add_response
 from rlhf.data.store.models import Demonstration, Prompt, Ranking, Response, User
 
 from app_support import PASSWORD, PROMPTS, XSS, candidates, count, home, me, set_settings  # noqa: F401
@@ -167,7 +169,7 @@ def test_a_failing_submit_leaves_nothing_behind(home, monkeypatch):
         raise RuntimeError("disk full")
 
     with monkeypatch.context() as m, pytest.raises(RuntimeError):
-        m.setattr(h, "content_hash", broken)  # fails after the assignment was flipped to done
+        m.setattr(records, "content_hash", broken)  # fails after the assignment was flipped to done
         h.write_submit(s, "an answer")
     with session_scope() as db:
         assert db.get(Assignment, v.assignment_id).status == "assigned"  # rolled back with the rest

@@ -9,6 +9,7 @@ from sqlalchemy import func, select
 
 from conftest import run_cli, write_jsonl
 from rlhf.data import registry
+from rlhf.data.accounts import AccessDenied
 from rlhf.review import actions as review
 from rlhf.errors import RlhfError
 from rlhf.data.store import session_scope
@@ -154,7 +155,7 @@ def test_annotators_cannot_review(seeded):
                      lambda: review.adjudicate(s, "ann1", 3, [[0], [1]], "mine"),
                      lambda: review.approve(s, None, "demonstration", 2),
                      lambda: review.approve(s, "nobody", "demonstration", 2)):
-            with pytest.raises(PermissionError):
+            with pytest.raises(AccessDenied):
                 call()
         assert counts(s) == before and s.get(Demonstration, 2).status == "pending"
 
@@ -190,7 +191,7 @@ def accounts(seeded, monkeypatch):
 
 
 def test_review_page_handlers_for_an_expert(accounts):
-    from labeling_app import review_pages as rp
+    from labeling_app import review_handlers as rp
 
     me = rp.ReviewSession("eve")
     v = rp.review_queue(me)
@@ -219,7 +220,7 @@ def test_review_page_handlers_for_an_expert(accounts):
 
 
 def test_annotators_cannot_call_review_handlers(accounts):
-    from labeling_app import review_pages as rp
+    from labeling_app import review_handlers as rp
 
     ann, nobody = rp.ReviewSession("ann1"), rp.ReviewSession("")
     calls = [lambda u: rp.review_queue(u), lambda u: rp.review_approve(u, "demonstration:1"),
@@ -240,8 +241,8 @@ def test_annotators_cannot_call_review_handlers(accounts):
 
 
 def test_ranks_to_order():
-    from labeling_app.review_pages import ranks_to_order
+    from rlhf.data.formats import ranks_to_order
 
     assert ranks_to_order(["2", "1", "2", "3"]) == [[1], [0, 2], [3]]
-    with pytest.raises(RlhfError, match="answer B has no rank"):
+    with pytest.raises(RlhfError, match="give every answer a rank .*: missing B"):
         ranks_to_order(["1", None])

@@ -21,7 +21,7 @@ def test_schema_from_migrations_in_wal_mode(workspace):
     from alembic.config import Config
 
     cfg = Config()
-    cfg.set_main_option("script_location", "rlhf/store/migrations")
+    cfg.set_main_option("script_location", "rlhf/data/store/migrations")
     assert versions == set(ScriptDirectory.from_config(cfg).get_heads())  # every branch applied
     tables = {r[0] for r in db.execute("select name from sqlite_master where type='table'")}
     assert {"users", "prompts", "responses", "demonstrations", "rankings", "reviews", "dataset_versions",

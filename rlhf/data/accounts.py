@@ -1,8 +1,12 @@
-"""Accounts: argon2id password hashes, creating users, checking a login.
+"""Accounts: argon2id password hashes, creating users, checking a login, and the one role check.
 
-Used by `rlhf users` and by the labeling app (which adds role checks on top). Passwords are
-never stored or logged; only the argon2id hash (salt and cost parameters inside it) is kept in
+Used by `rlhf users`, the labeling app and the review actions. Passwords are never stored or
+logged; only the argon2id hash (salt and cost parameters inside it) is kept in
 `users.password_hash`. A user without a hash (imported or simulated) cannot log in.
+
+Roles: who may do what is named once here (`LABELERS`, `REVIEWERS`, `ADMINS`) and checked by
+`require`, on the server, before anything is written; every refusal is an `AccessDenied`
+(a PermissionError) saying `ACTION: what is wrong`.
 
 Cost: argon2-cffi's defaults (RFC 9106 low-memory profile: t=3, 64 MiB, p=4), about 0.3 s a
 check on a 2-core machine. `RLHF_PASSWORD_HASH=fast` switches *new* hashes to a cheap profile
@@ -23,6 +27,9 @@ from sqlalchemy.orm import Session
 from rlhf.errors import RlhfError
 from rlhf.data.store.models import ROLES, User
 
+LABELERS = ("annotator", "expert", "admin")  # who may write demonstrations and rank
+REVIEWERS = ("expert", "admin")  # who may approve, reject, edit, adjudicate and judge A/B pairs
+ADMINS = ("admin",)  # who may import, generate, manage users and change settings
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")
 MIN_PASSWORD = 8
 
@@ -108,4 +115,33 @@ def authenticate(session: Session, name: str, password: str) -> User | None:
     ok = verify_password(user.password_hash if user is not None else None, password or "")
     if not ok or user is None or user.simulated or not user.password_hash:
         return None
+    return user
+
+
+class AccessDenied(RlhfError, PermissionError):
+    """The caller is not logged in, or their role may not do this (checked on the server, whatever the page showed)."""
+
+
+def require(session: Session, user_or_name: User | str | None, roles: tuple[str, ...], action: str,
+            login: bool = True) -> User:
+    """The acting user, reloaded from the store (a role change applies at once); AccessDenied unless their role is in `roles`.
+
+    `login`: the caller came in over the network (the app, the API), so the account must be a
+    person's who can log in now (a password, not simulated). Scripts and the CLI, run by whoever
+    holds the machine, pass `login=False`: any user with the role may act, simulated judges too.
+    """
+    if isinstance(user_or_name, User):
+        user = session.get(User, user_or_name.id)
+        name = user_or_name.name
+    else:
+        name = (user_or_name or "").strip()
+        if not name:
+            raise AccessDenied(f"{action}: not logged in")
+        user = session.scalar(select(User).where(User.name == name))
+    if login and (user is None or user.simulated or not user.password_hash):
+        raise AccessDenied(f"{action}: no active account {name!r}; log in again")
+    if user is None:
+        raise AccessDenied(f"{action}: no user {name!r}: `rlhf users list` shows them")
+    if user.role not in roles:
+        raise AccessDenied(f"{action}: {user.name} is {user.role}, this needs the {' or '.join(roles)} role")
     return user

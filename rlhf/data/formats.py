@@ -2,6 +2,9 @@
 
 Every check names the file, the line and the field. A file is read whole and validated
 before anything is written, so one bad line rejects the file and nothing is stored.
+The same checks guard every other writer (`rlhf.data.records`): `Checker` for one record,
+`check_text` for one text, `check_order` for a best-first order, `ranks_to_order` for the
+ranks a person types (one per shown answer).
 """
 
 from __future__ import annotations
@@ -10,13 +13,15 @@ import hashlib
 import json
 import os
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence
 
-from rlhf.errors import InputError
+from rlhf.errors import InputError, RlhfError
 
 ROLES = ("system", "user", "assistant")
 MAX_TEXT_CHARS = int(os.environ.get("RLHF_MAX_TEXT_CHARS", "20000"))
 """Longest text accepted in any message or response (characters); `RLHF_MAX_TEXT_CHARS` overrides."""
+LETTERS = "ABCDEFGHI"
+"""the labels of shown answers (at most 9 candidates are shown): answer A, B, ..."""
 
 
 def content_hash(obj: Any) -> str:
@@ -48,10 +53,10 @@ def read_jsonl(path: str | Path) -> Iterator[tuple[int, dict]]:
             yield lineno, obj
 
 
-class _Checker:
-    """Field checks for one line; every failure names file:line:field."""
+class Checker:
+    """Field checks for one record; every failure names file:line:field (`file` may be any "where")."""
 
-    def __init__(self, file: str, line: int, obj: dict):
+    def __init__(self, file: str, line: int | None, obj: dict):
         self.file, self.line, self.obj = file, line, obj
 
     def fail(self, field: str, message: str):
@@ -72,6 +77,7 @@ class _Checker:
         return self.require(field, kind)
 
     def text(self, field: str, value: Any) -> str:
+        """`value` if it is a non-blank string under MAX_TEXT_CHARS without a NUL character."""
         if not isinstance(value, str):
             self.fail(field, f"expected a string, got {type(value).__name__}")
         if not value.strip():
@@ -105,8 +111,24 @@ class _Checker:
         return [t.strip() for t in tags]
 
 
+_Checker = Checker  # the old private name, until rlhf/cli/rm.py imports Checker
+
+
+def check_text(where: str, field: str, value: Any) -> str:
+    """One text checked like a file's: non-blank, at most MAX_TEXT_CHARS, no NUL; an InputError names where and field.
+
+    >>> check_text("edit of demonstration 3", "answer", "Paris.")
+    'Paris.'
+    >>> check_text("edit of demonstration 3", "answer", " ")
+    Traceback (most recent call last):
+    ...
+    rlhf.errors.InputError: edit of demonstration 3: answer: empty or whitespace-only text
+    """
+    return Checker(where, None, {}).text(field, value)
+
+
 def check_prompt(file: str, line: int, obj: dict) -> dict:
-    c = _Checker(file, line, obj)
+    c = Checker(file, line, obj)
     pid = c.text("id", c.require("id", str))
     msgs = c.messages()
     if msgs[-1]["role"] != "user":
@@ -115,7 +137,7 @@ def check_prompt(file: str, line: int, obj: dict) -> dict:
 
 
 def check_demonstration(file: str, line: int, obj: dict) -> dict:
-    c = _Checker(file, line, obj)
+    c = Checker(file, line, obj)
     pid = c.text("prompt_id", c.require("prompt_id", str))
     msgs = c.messages()
     if msgs[-1]["role"] != "assistant":
@@ -126,8 +148,12 @@ def check_demonstration(file: str, line: int, obj: dict) -> dict:
     return {"prompt_id": pid.strip(), "messages": msgs, "annotator": annotator}
 
 
-def check_order(c: _Checker, order: Any, k: int, field: str = "order") -> list[list[int]]:
-    """A best-first order over k responses: inner lists are ties, each index exactly once."""
+def check_order(c: Checker, order: Any, k: int, field: str = "order") -> list[list[int]]:
+    """A best-first order over k responses: inner lists are ties, each index exactly once.
+
+    >>> check_order(Checker("adjudication", None, {}), [[1], 0], 2)
+    [[1], [0]]
+    """
     if not isinstance(order, list) or not order:
         c.fail(field, "expected a non-empty list of lists of response indices, best first")
     seen: set[int] = set()
@@ -152,7 +178,7 @@ def check_order(c: _Checker, order: Any, k: int, field: str = "order") -> list[l
 
 
 def check_ranking(file: str, line: int, obj: dict) -> dict:
-    c = _Checker(file, line, obj)
+    c = Checker(file, line, obj)
     pid = c.text("prompt_id", c.require("prompt_id", str))
     responses = c.require("responses", list)
     if len(responses) < 2:
@@ -169,6 +195,49 @@ def check_ranking(file: str, line: int, obj: dict) -> dict:
         "annotator": c.optional("annotator", str, None),
         "reason": c.optional("reason", str, None),
     }
+
+
+def ranks_to_order(ranks: Sequence, k: int | None = None, all_bad: bool = False) -> list[list[int]]:
+    """Typed ranks, one per shown answer (1 = best, equal numbers = tie) -> best-first groups of answer positions.
+
+    With `k` (the number of answers shown) extra ranks are ignored, missing ones are blanks, and
+    each rank must be in 1..k; without it the numbers are only compared (gaps are fine). A blank
+    is an error, except with `all_bad` and no rank at all: every answer is then one tie. Errors
+    name the answer by its letter, as the page shows it.
+
+    >>> ranks_to_order(["2", 1, 2], k=3)
+    [[1], [0, 2]]
+    >>> ranks_to_order([None, ""], k=2, all_bad=True)
+    [[0, 1]]
+    >>> ranks_to_order([1, 7, 2], k=3)
+    Traceback (most recent call last):
+    ...
+    rlhf.errors.RlhfError: answer B: rank 7 is outside 1..3
+    """
+    ranks = list(ranks or [])
+    if k is not None:
+        ranks = ranks[:k] + [None] * max(0, k - len(ranks))
+    values: list[int | None] = []
+    for i, r in enumerate(ranks):
+        if r in (None, ""):
+            values.append(None)
+            continue
+        try:
+            v = int(r)
+        except (TypeError, ValueError):
+            raise RlhfError(f"answer {LETTERS[i]}: rank {r!r} is not a number") from None
+        if k is not None and not 1 <= v <= k:
+            raise RlhfError(f"answer {LETTERS[i]}: rank {v} is outside 1..{k}")
+        values.append(v)
+    missing = [LETTERS[i] for i, v in enumerate(values) if v is None]
+    if all_bad and missing and len(missing) == len(values):
+        return [list(range(len(values)))]  # all bad and not ordered: one group, every answer tied
+    if missing:
+        raise RlhfError(f"give every answer a rank (1 = best, equal numbers = tie): missing {', '.join(missing)}")
+    groups: dict[int, list[int]] = {}
+    for i, v in enumerate(values):
+        groups.setdefault(v, []).append(i)
+    return [groups[v] for v in sorted(groups)]
 
 
 CHECKERS = {"prompts": check_prompt, "demonstrations": check_demonstration, "rankings": check_ranking}

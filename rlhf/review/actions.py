@@ -10,10 +10,13 @@ Every action is one call inside the caller's transaction and writes at least one
   is also a preference: a Ranking over two Responses (edited text, original text), order
   [[0], [1]], origin human, annotator = the expert, status approved, so the reward model learns
   edited > original.
-- adjudicate (rankings): the expert's ranking of a contested prompt becomes its consensus (`adjudicate`).
+- adjudicate (rankings): the expert's ranking of a contested prompt becomes its consensus (`adjudicate`);
+  submitting the same consensus again stores nothing new.
 
-Only users whose role is expert or admin may act; the check is here, on the server, so every
-caller (app handlers, CLI, scripts) gets it. Registry snapshots take approved items by default
+Only users whose role is expert or admin may act (`rlhf.data.accounts.require` with `REVIEWERS`);
+the check is here, on the server, so every caller (app handlers, CLI, scripts) gets it. It takes
+any user with the role (`login=False`): the app has already checked its caller's login. Rows are
+written by `rlhf.data.records`, each approved row naming its reviewer. Registry snapshots take approved items by default
 (`rlhf.data.registry.SnapshotOptions`), so nothing reaches training unreviewed unless asked for.
 """
 
@@ -25,31 +28,14 @@ from dataclasses import dataclass, field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from rlhf.errors import NotFoundError, RlhfError
-from rlhf.data.formats import _Checker, content_hash
-from rlhf.data.ingest import add_response, ranking_hash
+from rlhf.data.accounts import REVIEWERS, require
+from rlhf.data.formats import Checker, check_order
+from rlhf.data.records import Approval, add_demonstration, add_ranking, add_response, add_review
 from rlhf.data.store.models import Demonstration, Prompt, Ranking, Response, Review, User
+from rlhf.errors import NotFoundError, RlhfError
 
-REVIEWER_ROLES = ("expert", "admin")
 KINDS = {"demonstration": Demonstration, "ranking": Ranking}
 REVIEWABLE = ("pending", "approved", "rejected")  # a superseded item has a newer version or a consensus: review that
-
-
-class NotAllowed(RlhfError, PermissionError):
-    """The caller's role may not do this (raised on the server, whatever the page showed)."""
-
-
-def require_reviewer(session: Session, user: User | str | None) -> User:
-    """The User behind `user` (a name or a row) if they are an expert or admin; NotAllowed otherwise."""
-    if isinstance(user, User):
-        row = session.get(User, user.id)
-    else:
-        row = session.scalar(select(User).where(User.name == user)) if user else None
-    if row is None:
-        raise NotAllowed(f"review actions need a logged-in expert or admin (unknown user {user!r})")
-    if row.role not in REVIEWER_ROLES:
-        raise NotAllowed(f"user {row.name!r} has role {row.role!r}: only an expert or admin can review")
-    return row
 
 
 # --------------------------------------------------------------------------- the queue
@@ -152,31 +138,22 @@ def _item(session: Session, kind: str, item_id: int):
     return row
 
 
-def _record(session: Session, reviewer: User, kind: str, item_id: int, verdict: str, reason: str | None,
-            payload: dict | None = None) -> Review:
-    rev = Review(item_type=kind, item_id=item_id, reviewer_id=reviewer.id, reviewer_name=reviewer.name, verdict=verdict,
-                 reason=(reason or "").strip() or None, payload=payload or {})
-    session.add(rev)
-    session.flush()
-    return rev
-
-
 def approve(session: Session, reviewer: User | str, kind: str, item_id: int, reason: str | None = None) -> Review:
     """Mark a demonstration or ranking approved: it enters default snapshots."""
-    user = require_reviewer(session, reviewer)
+    user = require(session, reviewer, REVIEWERS, "approve", login=False)
     row = _item(session, kind, item_id)
     before, row.status = row.status, "approved"
-    return _record(session, user, kind, item_id, "approve", reason, {"status_before": before})
+    return add_review(session, kind, item_id, user, "approve", reason, {"status_before": before})
 
 
 def reject(session: Session, reviewer: User | str, kind: str, item_id: int, reason: str) -> Review:
     """Mark a demonstration or ranking rejected; the reason is required (the annotator reads it)."""
-    user = require_reviewer(session, reviewer)
+    user = require(session, reviewer, REVIEWERS, "reject", login=False)
     if not (reason or "").strip():
         raise RlhfError(f"rejecting {kind} {item_id} needs a reason: say what is wrong so the annotator can learn from it")
     row = _item(session, kind, item_id)
     before, row.status = row.status, "rejected"
-    return _record(session, user, kind, item_id, "reject", reason, {"status_before": before})
+    return add_review(session, kind, item_id, user, "reject", reason, {"status_before": before})
 
 
 @dataclass
@@ -190,40 +167,31 @@ class EditResult:
 def edit_demonstration(session: Session, reviewer: User | str, demonstration_id: int, answer: str,
                        reason: str | None = None) -> EditResult:
     """Store the expert's corrected answer as a new version and the (edited > original) preference."""
-    user = require_reviewer(session, reviewer)
+    user = require(session, reviewer, REVIEWERS, "edit", login=False)
     orig = _item(session, "demonstration", demonstration_id)
-    answer = _Checker(f"edit of demonstration {demonstration_id}", None, {}).text("answer", answer).strip()
+    where = f"edit of demonstration {demonstration_id}"
+    answer = (answer or "").strip()
     old_answer = orig.messages[-1]["content"]
-    if answer == old_answer.strip():
+    if answer and answer == old_answer.strip():
         raise RlhfError(f"demonstration {demonstration_id}: the edited answer is the same as the original; "
                         "approve it instead")
     prompt = session.get(Prompt, orig.prompt_id)
-    messages = [*orig.messages[:-1], {"role": "assistant", "content": answer}]
-    h = content_hash({"prompt": prompt.content_hash, "messages": messages})  # the import's hash: duplicates collide
-    if (dup := session.scalar(select(Demonstration.id).where(Demonstration.content_hash == h))) is not None:
-        raise RlhfError(f"demonstration {dup} already has exactly this answer to the prompt; review that one")
-    new = Demonstration(prompt_id=orig.prompt_id, messages=messages, annotator_id=user.id, origin="human",
-                        status="approved", version=orig.version + 1, parent_id=orig.id, content_hash=h)
+    # no key: an edit hashes like an imported answer, so an answer already stored is refused by name
+    new = add_demonstration(session, prompt, answer, annotator=user, parent=orig, duplicate="raise", where=where,
+                            approved=Approval(user, f"the expert's own edit of demonstration {orig.id}",
+                                              payload={"parent_id": orig.id})).row
     before, orig.status = orig.status, "superseded"
-    session.add(new)
-    session.flush()
 
     # the edit as a preference pair: edited (index 0) over original (index 1)
     edited_r = add_response(session, prompt, answer, origin="human", generation={"demonstration_id": new.id})
     original_r = add_response(session, prompt, old_answer, origin="human", generation={"demonstration_id": orig.id})
-    ids, order = [edited_r.id, original_r.id], [[0], [1]]
     why = (reason or "").strip() or None
-    pref = Ranking(prompt_id=prompt.id, response_ids=ids, order=order, shown_order=None, all_bad=False,
-                   reason=why or f"expert edit of demonstration {orig.id}", annotator_id=user.id, origin="human",
-                   status="approved", content_hash=ranking_hash(prompt, ids, order, False, f"edit:{orig.id}->{new.id}"))
-    session.add(pref)
-    session.flush()
-    rev = _record(session, user, "demonstration", orig.id, "edit", why,
-                  {"status_before": before, "new_demonstration_id": new.id, "preference_ranking_id": pref.id})
-    _record(session, user, "demonstration", new.id, "approve", f"the expert's own edit of demonstration {orig.id}",
-            {"parent_id": orig.id})
-    _record(session, user, "ranking", pref.id, "edit", why,
-            {"from_demonstration_id": orig.id, "new_demonstration_id": new.id})
+    pref = add_ranking(session, prompt, [edited_r.id, original_r.id], [[0], [1]], annotator=user,
+                       key=f"edit:{orig.id}->{new.id}", reason=why or f"expert edit of demonstration {orig.id}",
+                       approved=Approval(user, why, "edit", {"from_demonstration_id": orig.id,
+                                                             "new_demonstration_id": new.id})).row
+    rev = add_review(session, "demonstration", orig.id, user, "edit", why,
+                     {"status_before": before, "new_demonstration_id": new.id, "preference_ranking_id": pref.id})
     return EditResult(orig, new, pref, rev)
 
 
@@ -235,50 +203,49 @@ def adjudicate(session: Session, reviewer: User | str, prompt_id: int, order: li
     `order` indexes `response_ids` (default: every response the annotators ranked for the prompt,
     sorted by id). Adds a Ranking (origin human, annotator = the expert, status approved), a Review
     (verdict "adjudicate") naming who and why, and marks the annotators' rankings of the prompt
-    superseded (each with its own Review row). Nothing is deleted.
+    superseded (each with its own Review row). Nothing is deleted. The same consensus again (same
+    expert, responses and order, no new annotator ranking to supersede) returns the stored ranking
+    and writes nothing: a double click or a retried request is a no-op.
     """
-    from rlhf.data.formats import check_order, _Checker
-    from rlhf.data.store.models import utcnow
     from rlhf.review import agreement
 
-    expert = require_reviewer(session, reviewer)
+    expert = require(session, reviewer, REVIEWERS, "adjudicate", login=False)
     if not (reason or "").strip():
         raise RlhfError("adjudication needs a reason: say why this order is the consensus")
     prompt = session.get(Prompt, prompt_id)
     if prompt is None:
         raise NotFoundError(f"no prompt with id {prompt_id}")
-    records, _, _, _ = agreement.load(session, include_simulated)
+    records, adjudications, _, _ = agreement.load(session, include_simulated)
     mine = {}
     for rec in sorted((r for r in records if r.prompt_id == prompt_id), key=lambda r: r.ranking_id):
         mine[rec.annotator] = rec
     if response_ids is None:
         response_ids = sorted({rid for rec in mine.values() for rid in rec.response_ids})
+    response_ids = list(response_ids)
     if len(response_ids) < 2:
         raise RlhfError(f"prompt {prompt.external_id!r} has fewer than two ranked responses: nothing to adjudicate")
-    order = check_order(_Checker("adjudication", None, {}), [list(g) for g in order], len(response_ids))
-    h = content_hash({"prompt": prompt.content_hash, "responses": list(response_ids), "order": order,
-                      "adjudicated_by": expert.name, "replaces": sorted(r.ranking_id for r in mine.values()),
-                      "time": utcnow().isoformat()})
-    ranking = Ranking(prompt_id=prompt_id, response_ids=list(response_ids), order=order, shown_order=shown_order,
-                      all_bad=False, reason=reason.strip(), annotator_id=expert.id, origin="human", status="approved",
-                      content_hash=h)
-    session.add(ranking)
-    session.flush()
-    replaced = []
-    for rec in mine.values():
-        old = session.get(Ranking, rec.ranking_id)
-        if old.status in ("pending", "approved"):
+    order = check_order(Checker("adjudication", None, {}), [list(g) for g in order], len(response_ids))
+    olds = [session.get(Ranking, rec.ranking_id) for rec in mine.values()]
+    replaced = [old.id for old in olds if old.status in ("pending", "approved")]
+    current = adjudications.get(prompt_id)  # the prompt's consensus so far (the latest adjudication)
+    if (current is not None and not replaced and current.annotator == expert.name
+            and list(current.response_ids) == response_ids and [list(g) for g in current.order] == order):
+        return session.get(Ranking, current.ranking_id)  # the same consensus again (a double click): nothing new
+    # the key names the annotator rankings judged and the consensus replaced: a twin submit hashes the same
+    key = (f"adjudicate:{prompt.external_id}:{expert.name}:{sorted(r.ranking_id for r in mine.values())}"
+           f":after:{current.ranking_id if current else None}")
+    payload = {"prompt_id": prompt_id, "external_id": prompt.external_id, "order": order, "response_ids": response_ids,
+               "annotator_rankings": [r.ranking_id for r in mine.values()], "superseded": replaced}
+    ranking, created = add_ranking(session, prompt, response_ids, order, annotator=expert, key=key, reason=reason.strip(),
+                                   shown_order=shown_order, approved=Approval(expert, reason, "adjudicate", payload),
+                                   where="adjudication")
+    if not created:
+        return ranking
+    for old in olds:
+        if old.id in replaced:
             old.status = "superseded"
-            replaced.append(old.id)
-            session.add(Review(item_type="ranking", item_id=old.id, reviewer_id=expert.id, reviewer_name=expert.name,
-                               verdict="supersede", reason=f"adjudicated: ranking #{ranking.id} is the consensus",
-                               payload={"adjudication_ranking_id": ranking.id}))
-    session.add(Review(item_type="ranking", item_id=ranking.id, reviewer_id=expert.id, reviewer_name=expert.name,
-                       verdict="adjudicate", reason=reason.strip(),
-                       payload={"prompt_id": prompt_id, "external_id": prompt.external_id, "order": order,
-                                "response_ids": list(response_ids), "annotator_rankings": [r.ranking_id for r in mine.values()],
-                                "superseded": replaced}))
-    session.flush()
+            add_review(session, "ranking", old.id, expert, "supersede", f"adjudicated: ranking #{ranking.id} is the consensus",
+                       {"adjudication_ranking_id": ranking.id})
     return ranking
 
 

@@ -14,11 +14,12 @@ scores exactly equal form one group g that shares one noise draw, so they stay t
 
     P(flip i, j) = Phi(-d / (sigma * sqrt(2)))
 
-(a difference of two independent N(0, sigma^2) draws). `sigma` is chosen per ranking, by bisection,
-so that the mean of P(flip) over the ranking's non-tied pairs equals the requested noise P: the
-expected fraction of flipped pairs is exactly P for every ranking, and as in real annotation,
-close calls flip more often than clear ones. P = 0 is the rubric's own order; P = 0.5 is a
-random order. `measured_flip_rate` counts the flips a set of rankings actually has.
+(a difference of two independent N(0, sigma^2) draws). `sigma` is chosen per ranking (the root of a
+monotone function, `rlhf.stats.solve_increasing`) so that the mean of P(flip) over the ranking's
+non-tied pairs equals the requested noise P: the expected fraction of flipped pairs is exactly P
+for every ranking, and as in real annotation, close calls flip more often than clear ones. P = 0
+is the rubric's own order; P = 0.5 is a random order. `measured_flip_rate` counts the flips a set
+of rankings actually has.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import random
 from dataclasses import dataclass, field
 
 from rlhf.errors import RlhfError
+from rlhf.stats import normal_cdf, solve_increasing
 
 SIM_PREFIX = "sim:"
 
@@ -45,11 +47,6 @@ def rubric_of(annotator: str) -> str | None:
     return rubric if rubric and index.isdigit() else None
 
 
-def _phi(x: float) -> float:
-    """Standard normal CDF."""
-    return 0.5 * math.erfc(-x / math.sqrt(2.0))
-
-
 def expected_flip_rate(scores: list[float], sigma: float) -> float:
     """Mean P(flip) over the non-tied pairs of `scores` under noise `sigma` (0 when all are tied)."""
     gaps = [abs(a - b) for i, a in enumerate(scores) for b in scores[i + 1:] if a != b]
@@ -57,11 +54,11 @@ def expected_flip_rate(scores: list[float], sigma: float) -> float:
         return 0.0
     if sigma <= 0:
         return 0.0
-    return sum(_phi(-d / (sigma * math.sqrt(2.0))) for d in gaps) / len(gaps)
+    return sum(normal_cdf(-d / (sigma * math.sqrt(2.0))) for d in gaps) / len(gaps)
 
 
 def calibrate_sigma(scores: list[float], noise: float) -> float:
-    """The sigma whose expected flip rate over these scores' non-tied pairs is `noise` (bisection, 1e-6)."""
+    """The sigma whose expected flip rate over these scores' non-tied pairs is `noise` (to 1e-9)."""
     if noise <= 0:
         return 0.0
     if noise >= 0.5:
@@ -69,18 +66,8 @@ def calibrate_sigma(scores: list[float], noise: float) -> float:
     gaps = [abs(a - b) for i, a in enumerate(scores) for b in scores[i + 1:] if a != b]
     if not gaps:
         return 0.0
-    lo, hi = 0.0, max(gaps)
-    while expected_flip_rate(scores, hi) < noise:  # the rate rises monotonically towards 0.5
-        hi *= 2.0
-    for _ in range(100):
-        mid = (lo + hi) / 2
-        if expected_flip_rate(scores, mid) < noise:
-            lo = mid
-        else:
-            hi = mid
-        if hi - lo < 1e-6 * max(1.0, hi):
-            break
-    return (lo + hi) / 2
+    # the rate rises monotonically from 0 (sigma = 0) towards 0.5
+    return solve_increasing(lambda sigma: expected_flip_rate(scores, sigma), noise, 0.0, max(gaps))
 
 
 def noisy_order(scores: list[float], noise: float, rng: random.Random) -> list[list[int]]:
@@ -165,8 +152,7 @@ def simulate_rankings(rubric_spec: str, noise: float, model_version: str | None 
     from rlhf.data.pairs import ranking_to_pairs
     from rlhf.rubrics import load_rubric, prompt_text
     from rlhf.data.store import session_scope
-    from rlhf.data.ingest import approve as approve_item
-    from rlhf.data.ingest import get_or_create_user, ranking_hash
+    from rlhf.data.records import Approval, add_ranking, get_or_create_user
     from rlhf.data.store.models import Prompt, Ranking, Response
 
     if not 0 <= noise <= 0.5:
@@ -176,6 +162,7 @@ def simulate_rankings(rubric_spec: str, noise: float, model_version: str | None 
     name, rubric = load_rubric(rubric_spec)
     names = [annotator_name(name, i) for i in range(annotators)]
     report = SimulateReport(rubric=name, noise=noise, annotators=names, status="approved" if approve else "pending")
+    approval = Approval("simulate", f"simulated rankings approved with --approve (rubric {name})") if approve else None
 
     restrict: set[str] | None = None
     if prompts_ref:
@@ -223,18 +210,16 @@ def simulate_rankings(rubric_spec: str, noise: float, model_version: str | None 
                 rng = random.Random(f"{seed}:{user.name}:{prompt.external_id}")
                 order = noisy_order(scores, noise, rng)
                 ids = [r.id for r in responses]
-                f, c = flips(scores, order)
-                report.flipped, report.compared = report.flipped + f, report.compared + c
                 reason = (f"simulated by rubric {name} with noise {noise}: scores "
                           + ", ".join(f"{x:.3f}" for x in scores))
-                row = Ranking(prompt_id=prompt.id, response_ids=ids, order=order, shown_order=ids, all_bad=False,
-                              reason=reason, annotator_id=user.id, origin="simulated", status="pending",
-                              content_hash=ranking_hash(prompt, ids, order, False, user.name))
-                s.add(row)
-                s.flush()
-                if approve:
-                    approve_item(s, "ranking", row, "simulate", f"simulated rankings approved with --approve (rubric {name})")
+                row, created = add_ranking(s, prompt, ids, order, annotator=user, origin="simulated", reason=reason,
+                                           shown_order=ids, approved=approval)
                 ranked.add((prompt.id, user.id))
+                if not created:  # the same order by the same annotator is stored already
+                    report.already_ranked += 1
+                    continue
+                f, c = flips(scores, order)
+                report.flipped, report.compared = report.flipped + f, report.compared + c
                 report.added += 1
                 report.pairs += len(ranking_to_pairs(order))
                 report.ranking_ids.append(row.id)
