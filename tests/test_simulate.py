@@ -61,7 +61,8 @@ def test_annotator_names():
 
 def _seed_store(tmp_path, n_prompts=6, k=4):
     from rlhf.data.store import session_scope
-    from rlhf.data.ingest import add_response, import_prompts
+    from rlhf.data.ingest import import_prompts
+    from rlhf.data.records import add_response
     from rlhf.data.store.models import Prompt
 
     prompts = [{"id": f"q{i}", "messages": [{"role": "user", "content": f"How do I bake bread number {i}?"}]}
