@@ -48,7 +48,8 @@ def run_side(args) -> dict:
     from trl import RewardConfig, RewardTrainer
 
     from rlhf.train import modeling
-    from rlhf.train.rm import RMStageConfig, build_model, tokenize_pairs
+    from rlhf.train.reward import tokenize_pairs
+    from rlhf.train.rm import RMStageConfig, build_model
 
     cuda = args.device == "cuda"
     tmp, model_dir, tok = side_setup(args, "rm", num_labels=1)

@@ -8,10 +8,8 @@ at start and stored with the checkpoint and the registry row.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
-import random
 import typing
 from pathlib import Path
 from typing import Any, TypeVar
@@ -22,7 +20,8 @@ C = TypeVar("C")
 
 
 def field(default: Any, help: str, choices: tuple | None = None):
-    return dataclasses.field(default=default, metadata={"help": help, "choices": choices})
+    """A config field: its default, its one help line (`--help`) and, for a closed set of values, the choices."""
+    return dataclasses.field(default=default, metadata={"help": help, **({"choices": choices} if choices else {})})
 
 
 def _coerce(cls, name: str, value: Any, where: str) -> Any:
@@ -59,12 +58,17 @@ def _validate(cfg) -> None:
             raise RlhfError(f"unknown --{f.name.replace('_', '-')} {getattr(cfg, f.name)!r}: expected one of {', '.join(map(str, choices))}")
 
 
-def from_dict(cls: type[C], values: dict, where: str = "config") -> C:
+def _coerced(cls, values: dict, where: str) -> dict:
+    """`values` converted to the field types of `cls`; an unknown key or a mistyped value is an RlhfError."""
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(values) - names)
     if unknown:
         raise RlhfError(f"{where}: unknown config key(s) {', '.join(unknown)}; known: {', '.join(sorted(names))}")
-    cfg = cls(**{k: _coerce(cls, k, v, where) for k, v in values.items()})
+    return {k: _coerce(cls, k, v, where) for k, v in values.items()}
+
+
+def from_dict(cls: type[C], values: dict, where: str = "config") -> C:
+    cfg = cls(**_coerced(cls, values, where))
     _validate(cfg)
     return cfg
 
@@ -86,18 +90,22 @@ def load_yaml(path: str | Path) -> dict:
 
 
 def parse_args(cls: type[C], argv: list[str] | None = None, description: str = "") -> C:
-    """Build `cls` from defaults <- --config YAML <- --key value overrides."""
-    parser = argparse.ArgumentParser(description=description or cls.__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--config", help="a YAML file of config values", default=None)
-    for f in dataclasses.fields(cls):
-        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
-        parser.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, default=argparse.SUPPRESS,
-                            help=f"{f.metadata.get('help', '')} (default: {default})")
-    ns = vars(parser.parse_args(argv))
-    values = load_yaml(ns.pop("config")) if ns.get("config") else {}
-    ns.pop("config", None)
-    where = "config"
-    return from_dict(cls, {**values, **ns}, where=where)
+    """Build `cls` from defaults <- --config YAML <- --key value overrides (transformers' HfArgumentParser:
+    one --option per field, its help line, types; `--help` lists them with their defaults)."""
+    from transformers import HfArgumentParser
+
+    parser = HfArgumentParser(cls, description=description or cls.__doc__)
+    parser.add_argument("--config", default=None, help="a YAML file of config values; command-line values override them")
+    for action in parser._actions:  # choices are checked after parsing (`_validate`): one error naming field and choices
+        action.choices = None
+    known, _ = parser.parse_known_args(argv)
+    if known.config:
+        parser.set_defaults(**_coerced(cls, load_yaml(known.config), "config"))
+    cfg, _, unknown = parser.parse_args_into_dataclasses(args=argv, return_remaining_strings=True, look_for_args_file=False)
+    if unknown:
+        raise RlhfError(f"command line: unknown option(s) {' '.join(unknown)}; see --help")
+    _validate(cfg)
+    return cfg
 
 
 def to_dict(cfg) -> dict:
@@ -109,12 +117,7 @@ def describe(cfg) -> str:
 
 
 def seed_everything(seed: int) -> None:
-    """Same seed, same numbers on CPU: python, numpy, torch, and deterministic torch kernels."""
-    import numpy as np
-    import torch
+    """Same seed, same numbers on CPU: python, numpy and torch (`transformers.set_seed`)."""
     from transformers import set_seed
 
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
     set_seed(seed)

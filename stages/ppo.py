@@ -10,35 +10,30 @@ from __future__ import annotations
 import json
 import time
 
-from rlhf.train import modeling
+from rlhf import fs
+from rlhf.config import parse_args
 from rlhf.data import registry
-from rlhf.train import training
-from rlhf.config import describe, parse_args, seed_everything, to_dict
-from rlhf.errors import RlhfError, run_or_exit
-from rlhf.train.ppo import evaluate, models, rewards
-from rlhf.train.ppo.config import PPOStageConfig, pin_versions, resumed
-from rlhf.train.ppo.trainer import PPOTrainer
-from rlhf.rubrics import load_rubric, prompt_text
 from rlhf.data.store import session_scope
-from rlhf.data.versions import next_version, register_model
+from rlhf.errors import RlhfError, run_or_exit
+from rlhf.rubrics import load_rubric, prompt_text
+from rlhf.train import modeling, stage
+from rlhf.train.ppo import evaluate, models, rewards
+from rlhf.train.ppo.config import PPOStageConfig, resumed
+from rlhf.train.ppo.trainer import PPOTrainer
+
+PINS = {"policy": None, "reward_model": None, "prompts": "prompts"}  # pinned to the NAME@vN they mean at start
 
 
 def main(argv: list[str] | None = None) -> dict:
     import torch
 
-    t0 = time.time()
-    # step 1. config (a resumed run takes its stored one), seed, run folder
-    cfg = parse_args(PPOStageConfig, argv)
-    if cfg.resume:
-        cfg, run_dir = resumed(cfg)
-    else:
-        cfg = pin_versions(cfg)
-        run_dir = training.new_run_dir("ppo", cfg.seed)
-    cfg.check()
-    print(f"PPO config:\n{describe(cfg)}\nrun folder: {run_dir}", flush=True)
+    # step 1. config (references pinned; a resumed run takes its stored one), seed, run folder
+    cfg, run_dir = resumed(parse_args(PPOStageConfig, argv))
+    run = stage.start("ppo", cfg, PINS, run_dir)
+    cfg, run_dir = run.cfg, run.dir
+    print(f"run folder: {run_dir}", flush=True)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    seed_everything(cfg.seed)
     rubric_name, rubric_fn = load_rubric(cfg.rubric)
 
     # step 2. data: a frozen prompts snapshot; train on split "train", evaluate on "heldout"
@@ -55,9 +50,8 @@ def main(argv: list[str] | None = None) -> dict:
     tokenizer = modeling.load_tokenizer(cfg.policy)
     reward_model, score_fn = rewards.load(cfg, tokenizer)
     model = models.build(cfg, modeling.resolve(cfg.policy), reward_model)
-    trainable, total = training.count_params(model)
     print(f"model: {cfg.policy} + LoRA on the top {cfg.lora_layers or 'all'} blocks, critic {cfg.value_model}: "
-          f"{trainable:,} trainable of {total:,} parameters", flush=True)
+          f"{stage.params(model)}", flush=True)
 
     # step 4. the SFT policy on held-out prompts (the same model, adapter disabled)
     sft = evaluate.evaluate(model, tokenizer, heldout, score_fn, rubric_fn, cfg, use_adapter=False)
@@ -75,23 +69,16 @@ def main(argv: list[str] | None = None) -> dict:
     ppo = evaluate.evaluate(model, tokenizer, heldout, score_fn, rubric_fn, cfg, use_adapter=True)
     win = evaluate.win_rate(ppo["rubric"], sft["rubric"])
 
-    # step 7. save the merged policy and register it (model folder renamed into place, then one transaction)
+    # step 7. save the merged policy and register it (model folder renamed into place, the row in the same transaction)
     samples = [{"prompt": prompt_text(m), "sft": a, "ppo": b, "rubric_sft": ra, "rubric_ppo": rb}
                for m, a, b, ra, rb in zip(heldout, sft["texts"], ppo["texts"], sft["rubric"], ppo["rubric"])]
-    training.write_json(run_dir / "heldout_samples.json", samples)
+    fs.write_json(run_dir / "heldout_samples.json", samples)
     n_done = len([h for h in history if "time/update" in h])
     metrics = {"sft": sft["summary"], "ppo": ppo["summary"], "win_rate": win, "rubric": rubric_name,
                "updates": cfg.updates, "episodes": cfg.updates * cfg.batch_size,
                "seconds_per_update": sum(h["time/update"] for h in history) / max(1, n_done),
                "train_seconds": round(train_seconds, 1), "final": {k: v for k, v in history[-1].items() if "/" in k}}
-    with session_scope() as s:
-        version = next_version(s, cfg.name)
-        out = training.save_model(model.policy, tokenizer, modeling.paths.models_dir() / cfg.name / f"v{version}",
-                                  merge=cfg.mode != "qlora")
-        mv = register_model(s, name=cfg.name, stage="ppo", base=cfg.policy, path=str(out), dataset_versions=[cfg.prompts],
-                            config=to_dict(cfg), metrics=metrics, seed=cfg.seed, version=version)
-        ref = mv.ref
-    training.write_json(run_dir / "result.json", {"model": ref, "config": to_dict(cfg), "metrics": metrics})
+    ref, out = stage.save_and_register(run, model.policy, tokenizer, base=cfg.policy, datasets=[cfg.prompts], metrics=metrics)
 
     # step 8. report: before/after table, a few answers, RESULT line
     rows = [("RM reward", "reward", "{:+.3f}"), (f"rubric {rubric_name}", "rubric", "{:.3f}"),
@@ -103,12 +90,10 @@ def main(argv: list[str] | None = None) -> dict:
     for smp in samples[:3]:
         print(f"- {smp['prompt'][:70]}\n    SFT: {smp['sft'][:150]!r}\n    PPO: {smp['ppo'][:150]!r}")
     print(f"PPO: {metrics['seconds_per_update']:.1f} s/update, {train_seconds:.0f} s training\nrun folder: {run_dir}\nmodel: {out}")
-    result = {"model": ref, "policy": cfg.policy, "reward_model": cfg.reward_model, "prompts": cfg.prompts,
-              "sft": sft["summary"], "ppo": ppo["summary"], "win_rate": win, "updates": cfg.updates,
-              "seconds_per_update": round(metrics["seconds_per_update"], 2), "train_seconds": metrics["train_seconds"],
-              "seconds": round(time.time() - t0, 1)}
-    print("RESULT " + json.dumps({"ppo": result}), flush=True)
-    return result
+    return stage.finish(run, {"model": ref, "policy": cfg.policy, "reward_model": cfg.reward_model, "prompts": cfg.prompts,
+                              "sft": sft["summary"], "ppo": ppo["summary"], "win_rate": win, "updates": cfg.updates,
+                              "seconds_per_update": round(metrics["seconds_per_update"], 2),
+                              "train_seconds": metrics["train_seconds"]})
 
 
 if __name__ == "__main__":

@@ -23,9 +23,10 @@ def _prompts(workspace, tmp_path, n=5):
 
 
 def test_generate_stores_k_per_prompt_once(workspace, tmp_path, tiny_model):
-    from rlhf.train.generate import Sampling, generate_candidates
     from rlhf.data.store import session_scope
     from rlhf.data.store.models import Prompt, Response
+    from rlhf.train.generate import generate_candidates
+    from rlhf.train.sampling import Sampling
 
     ref = _prompts(workspace, tmp_path)
     sampling = Sampling(k=3, max_new_tokens=6, temperature=1.0, batch_size=4, seed=1)

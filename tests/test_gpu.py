@@ -29,7 +29,7 @@ def test_qlora_loads_nf4_double_quant_bf16_and_trains(tmp_path, builtin_cache):
     assert four_bit[0].compute_dtype == torch.bfloat16
     assert modeling.use_bf16("auto", mode="qlora")
 
-    net = get_peft_model(model, modeling.lora_config("CAUSAL_LM"))
+    net = get_peft_model(model, modeling.lora_config(model, "CAUSAL_LM"))
     adapted = {n.split(".lora_A")[0].rsplit(".", 1)[-1] for n, _ in net.named_parameters() if ".lora_A" in n}
     assert adapted == {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}
     ids = torch.randint(5, 1000, (2, 64), device="cuda")

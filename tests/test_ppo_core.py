@@ -25,12 +25,11 @@ from rlhf.train.ppo.core import (
     first_true_indices,
     gae,
     kl_per_token,
-    logprobs_from_logits,
     masked_mean,
     masked_var,
     masked_whiten,
-    selective_logprobs,
     shape_rewards,
+    token_logprobs,
     truncate_after_eos,
 )
 
@@ -127,35 +126,37 @@ LOGITS = torch.stack(
 LABELS = torch.tensor([[2, 1], [0, 2]])
 
 
-def test_logprobs_from_logits():
-    lp = logprobs_from_logits(LOGITS, LABELS)
+def log_softmax_gather(logits, labels):
+    """The plain form token_logprobs must equal: log softmax over the vocabulary, then the label's entry."""
+    return torch.gather(torch.log_softmax(logits, dim=-1), -1, labels.unsqueeze(-1)).squeeze(-1)
+
+
+def test_token_logprobs_hand_computed():
+    lp = token_logprobs(LOGITS, LABELS)
     # (0,0): softmax(log[1,2,3]) = [1/6, 2/6, 3/6], label 2 -> log(1/2) = -0.6931472
     # (0,1): uniform over 3,                         label 1 -> log(1/3) = -1.0986123
     # (1,0): softmax(log[1,1,2]) = [1/4, 1/4, 2/4], label 0 -> log(1/4) = -1.3862944
     # (1,1): [5,5,5] is uniform (shift invariance),  label 2 -> log(1/3) = -1.0986123
     close(lp, [[-0.6931472, -1.0986123], [-1.3862944, -1.0986123]])
     assert lp.shape == (2, 2)
+    # uniform logits over 4 tokens: log p = log(1/4) = -1.3862944; logits log[1, 2, 3, 2], label 2: log(3/8) = -0.9808293
+    logits = torch.stack([torch.zeros(4), torch.log(torch.tensor([1.0, 2.0, 3.0, 2.0]))]).view(1, 2, 4)
+    torch.testing.assert_close(token_logprobs(logits, torch.tensor([[1, 2]])), torch.tensor([[-1.3862944, -0.9808293]]))
 
 
-def test_selective_logprobs_equals_plain():
-    close(selective_logprobs(LOGITS, LABELS, chunk_size=1), logprobs_from_logits(LOGITS, LABELS))
+def test_token_logprobs_equals_log_softmax_gather():
+    close(token_logprobs(LOGITS, LABELS), log_softmax_gather(LOGITS, LABELS))
     g = torch.Generator().manual_seed(0)
-    logits = torch.randn(5, 4, 11, generator=g, dtype=torch.float32) * 3
-    labels = torch.randint(0, 11, (5, 4), generator=g)
-    ref = logprobs_from_logits(logits, labels)
-    for cs in (1, 2, 3, 5, 8):  # divisors, non-divisors, larger than B
-        torch.testing.assert_close(selective_logprobs(logits, labels, chunk_size=cs), ref)
-    # low-precision path
-    torch.testing.assert_close(
-        selective_logprobs(logits.bfloat16(), labels, chunk_size=2).float(),
-        logprobs_from_logits(logits.bfloat16(), labels).float(),
-    )
-    # gradients flow the same way
-    a = logits.clone().requires_grad_(True)
-    b = logits.clone().requires_grad_(True)
-    selective_logprobs(a, labels, 2).sum().backward()
-    logprobs_from_logits(b, labels).sum().backward()
-    torch.testing.assert_close(a.grad, b.grad)
+    for shape in ((5, 4, 11), (3, 5, 50), (1, 1, 2)):
+        logits = torch.randn(*shape, generator=g, dtype=torch.float32) * 3
+        labels = torch.randint(0, shape[-1], shape[:2], generator=g)
+        torch.testing.assert_close(token_logprobs(logits, labels), log_softmax_gather(logits, labels))
+        # gradients flow the same way
+        a = logits.clone().requires_grad_(True)
+        b = logits.clone().requires_grad_(True)
+        token_logprobs(a, labels).sum().backward()
+        log_softmax_gather(b, labels).sum().backward()
+        torch.testing.assert_close(a.grad, b.grad)
 
 
 def test_entropy_from_logits():
@@ -430,6 +431,23 @@ def test_running_moments_hand_computed():
     bm, bs = rm.update(t([10.0]))
     assert bm == 10.0 and math.isnan(bs)  # single-element batch has no sample std
     assert (rm.mean, rm.std, rm.count) == pytest.approx((4.1666667, 3.1885211, 6))
+
+
+def test_running_moments_state_dict_round_trip():
+    """A checkpointed RunningMoments continues exactly as the one that kept running."""
+    g = torch.Generator().manual_seed(2)
+    batches = [torch.randn(n, generator=g) for n in (5, 3, 8)]
+    kept, saved = RunningMoments(), RunningMoments()
+    for b in batches[:2]:
+        kept.update(b)
+        saved.update(b)
+    state = saved.state_dict()
+    assert state == {"mean": kept.mean, "var": kept.var, "std": kept.std, "count": 8, "m2": state["m2"]}
+    restored = RunningMoments()
+    restored.load_state_dict(state)
+    kept.update(batches[2])
+    restored.update(batches[2])
+    assert (restored.mean, restored.var, restored.std, restored.count) == (kept.mean, kept.var, kept.std, kept.count)
 
 
 def test_running_moments_equals_torch_over_concat():

@@ -40,9 +40,9 @@ def args(policy, rm, prompts, *extra) -> list[str]:
 
 
 def test_stage_registers_ppo_v1(workspace, prompts_ref, tiny_model, tiny_rm, capsys):
-    from stages import ppo as stage
+    from rlhf.data.registry import get_model_version
     from rlhf.data.store import session_scope
-    from rlhf.data.versions import get_model_version
+    from stages import ppo as stage
 
     result = stage.main(args(tiny_model, tiny_rm, prompts_ref, "--value-model", "policy_head", "--lora-layers", "1"))
     out = capsys.readouterr().out

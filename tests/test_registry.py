@@ -98,6 +98,29 @@ def test_unknown_versions(workspace, tmp_path):
             registry.snapshot(s, "nope")
 
 
+def test_pin_model_and_model_versions(workspace, tiny_model):
+    """One resolver of model references: built-in, folder, rubric, NAME@latest -> NAME@vN, unknown names."""
+    from rlhf.train import modeling
+
+    with session_scope() as s:
+        assert registry.pin_model(s, "builtin") == registry.pin_model(s, registry.BUILTIN) == registry.BUILTIN
+        assert registry.pin_model(s, str(tiny_model)) == str(tiny_model)  # a folder: as given
+        assert registry.pin_model(s, "rubric:concise_helpful") == "rubric:concise_helpful"
+        with pytest.raises(NotFoundError, match="unknown model version sft@latest; no 'sft' models registered yet"):
+            registry.pin_model(s, "sft@latest")
+        assert registry.pin_model(s, "sft@latest", strict=False) == "sft@latest"  # answers made elsewhere
+        for _ in range(2):
+            registry.register_model(s, name="sft", stage="sft", base=registry.BUILTIN, path=str(tiny_model),
+                                    dataset_versions=[], config={}, metrics={}, seed=0)
+    with session_scope() as s:
+        assert registry.pin_model(s, "sft@latest") == "sft@v2" and registry.pin_model(s, "sft@v1") == "sft@v1"
+        with pytest.raises(NotFoundError, match="unknown model version sft@v9; known: sft@v1, sft@v2"):
+            registry.pin_model(s, "sft@v9")
+    resolved = modeling.resolve("sft@latest")
+    assert resolved.ref == "sft@v2" and resolved.path == tiny_model
+    assert modeling.resolve("builtin").ref == registry.BUILTIN
+
+
 def test_empty_snapshot_is_an_error(workspace):
     with session_scope() as s:
         with pytest.raises(RlhfError, match="nothing to snapshot for 'sft'"):
@@ -164,16 +187,13 @@ def test_cli_snapshot_list_show(workspace, tmp_path):
     assert bad.returncode == 2 and bad.stderr.startswith("error: unknown dataset version prompts@v3")
 
 
-def test_dangling_builtin_link_is_replaced(workspace, builtin_cache, tmp_path):
+def test_dangling_builtin_link_is_replaced(workspace, builtin_cache, tmp_path, monkeypatch):
+    from rlhf import fs
     from rlhf.train import modeling
 
     link = workspace / "models" / modeling.BUILTIN
     link.unlink()
     link.symlink_to(tmp_path / "gone")  # e.g. a cache folder that was deleted
     # the conversion itself is slow; pretend it ran by linking the session's converted copy
-    orig = modeling._atomic_dir
-    modeling._atomic_dir = lambda final, write: (final.symlink_to(builtin_cache), final)[1]
-    try:
-        assert (modeling.builtin_path() / "config.json").exists()
-    finally:
-        modeling._atomic_dir = orig
+    monkeypatch.setattr(fs, "atomic_dir", lambda final, write: (final.symlink_to(builtin_cache), final)[1])
+    assert (modeling.builtin_path() / "config.json").exists()

@@ -40,7 +40,7 @@ def _toy_preferences(tmp_path, n_prompts=48, n_heldout=12, seed=0) -> str:
 
 def test_prompt_cut_from_the_left_answer_whole(builtin_cache):
     from rlhf.train import modeling
-    from rlhf.train.rm import tokenize_response
+    from rlhf.train.reward import tokenize_response
 
     tok = modeling.load_tokenizer(str(builtin_cache))
     prompt = [{"role": "user", "content": "word " * 300 + "Finally, what is 2 + 2?"}]
@@ -58,7 +58,7 @@ def test_check_same_tokenizer(builtin_cache, tiny_model):
     from transformers import AutoTokenizer
 
     from rlhf.train import modeling
-    from rlhf.train.rm import check_same_tokenizer
+    from rlhf.train.reward import check_same_tokenizer
 
     a = modeling.load_tokenizer(str(builtin_cache))
     check_same_tokenizer(a, modeling.load_tokenizer(str(tiny_model)), "rm@v1 and sft@v1")
@@ -79,8 +79,8 @@ def test_tiny_rm_learns_toy_preference_and_scores(workspace, tmp_path, tiny_mode
     assert result["accuracy"] >= 0.85, result
     assert result["accuracy"] > result["accuracy_before"] + 0.2
 
+    from rlhf.data.registry import get_model_version
     from rlhf.data.store import session_scope
-    from rlhf.data.versions import get_model_version
 
     with session_scope() as s:
         mv = get_model_version(s, result["model"])
@@ -106,13 +106,14 @@ def test_tiny_rm_learns_toy_preference_and_scores(workspace, tmp_path, tiny_mode
 def test_head_mode_trains_only_the_score_head(workspace, tmp_path, tiny_model):
     from rlhf.train import modeling
     from rlhf.train.rm import RMStageConfig, build_model
-    from rlhf.train.training import count_params
+    from rlhf.train.stage import count_params
 
     model, peft = build_model(RMStageConfig(model=str(tiny_model), mode="head"), modeling.resolve(str(tiny_model)))
     trainable, total = count_params(model)
     assert peft is None and trainable == model.config.hidden_size and total > 1_000_000
     model, peft = build_model(RMStageConfig(model=str(tiny_model), mode="lora", lora_layers=1), modeling.resolve(str(tiny_model)))
-    assert "layers\\.(1)" in peft.target_modules and "score" in peft.modules_to_save
+    assert peft.layers_to_transform == [1] and peft.layers_pattern == "layers" and "score" in peft.modules_to_save
+    assert set(peft.target_modules) == {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}
 
 
 def test_bad_inputs(workspace, tmp_path, tiny_model):

@@ -64,6 +64,16 @@ def test_same_seed_same_numbers(sft_data, tiny_model):
     assert c["train_loss"] != a["train_loss"]
 
 
+def test_base_and_dataset_are_pinned(sft_data, tiny_model):
+    """`--model sft@latest` is recorded as the version it meant (as PPO records its policy), the data likewise."""
+    run_sft(tiny_model, "--epochs", "1")
+    result = run_sft("sft@latest", "--epochs", "1", "--dataset", "sft@latest")
+    assert result["model"] == "sft@v2" and result["dataset"] == sft_data
+    with session_scope() as s:
+        mv = registry.get_model_version(s, "sft@v2")
+        assert mv.base == "sft@v1" and mv.config["model"] == "sft@v1" and mv.config["dataset"] == sft_data
+
+
 @pytest.mark.parametrize("mode", ["full", "head"])
 def test_other_modes_train(sft_data, tiny_model, mode):
     result = run_sft(tiny_model, "--mode", mode, "--epochs", "1")

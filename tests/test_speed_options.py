@@ -70,15 +70,16 @@ def test_activation_checkpointing_gives_the_same_loss_and_grads(model_and_batch)
             assert torch.allclose(grads_a[n], p.grad, atol=1e-5), n
 
 
-def test_chunked_logprobs_equal_full(model_and_batch):
-    from rlhf.train.ppo.core import logprobs_from_logits, selective_logprobs
+def test_fused_logprobs_equal_log_softmax(model_and_batch):
+    """PPO's fused cross-entropy log-probs equal log_softmax + gather on a real model's logits."""
+    from rlhf.train.ppo.core import token_logprobs
 
     model, seqs = model_and_batch
     ids = torch.stack([s[:4] for s in seqs])
     logits = model(input_ids=ids).logits[:, :-1]
-    full = logprobs_from_logits(logits, ids[:, 1:])
-    chunked = selective_logprobs(logits, ids[:, 1:], chunk_size=1)
-    assert torch.allclose(full, chunked, atol=1e-5)
+    full = torch.gather(torch.log_softmax(logits, dim=-1), -1, ids[:, 1:].unsqueeze(-1)).squeeze(-1)
+    fused = token_logprobs(logits, ids[:, 1:])
+    assert torch.allclose(full, fused, atol=1e-5)
 
 
 def test_fused_and_plain_adamw_take_the_same_step(model_and_batch):

@@ -29,7 +29,8 @@ def generate(model: Annotated[str, typer.Option(help="built-in name, local HF fo
              seed: Annotated[int, typer.Option(help="sampling seed")] = 0,
              precision: Annotated[str, typer.Option(help="auto (bf16 on a GPU or a CPU with native bf16) | bf16 | fp32")] = "auto"):
     """Sample K answers per prompt and store them as candidates to rank (skips prompts that already have K)."""
-    from rlhf.train.generate import Sampling, generate_candidates
+    from rlhf.train.generate import generate_candidates
+    from rlhf.train.sampling import Sampling
 
     sampling = Sampling(k=k, max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, batch_size=batch_size,
                         seed=seed, precision=precision)
@@ -90,7 +91,7 @@ def score(file: Annotated[Path, typer.Argument(help='JSONL rows {"prompt": text 
     """Reward of each prompt + response row: prints (or writes) the rows with a "reward" field."""
     from rlhf.train import modeling
     from rlhf.data.formats import read_jsonl
-    from rlhf.train.rm import score_texts
+    from rlhf.train.reward import score_texts
 
     prompts, responses = read_score_rows(file)  # every row checked before the model loads
     resolved = modeling.resolve(model)

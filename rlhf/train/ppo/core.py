@@ -42,8 +42,6 @@ __all__ = [
     "masked_mean",
     "masked_var",
     "masked_whiten",
-    "logprobs_from_logits",
-    "selective_logprobs",
     "token_logprobs",
     "entropy_from_logits",
     "kl_per_token",
@@ -170,72 +168,23 @@ def masked_whiten(x: torch.Tensor, mask: torch.Tensor, shift_mean: bool = True) 
 # ---------------------------------------------------------------------------
 
 
-def logprobs_from_logits(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Log-probability of ``labels`` under ``softmax(logits)``.
-
-    Note: the caller must already have aligned logits and labels (the logit at
-    position t predicts the token at position t; i.e. the usual one-step shift and
-    any sampling-temperature division are done before calling this).
-
-    Args:
-        logits: (B, T, V) unnormalized scores.
-        labels: (B, T) integer token ids.
-
-    Returns:
-        (B, T) log p(labels).
-    """
-    logp = torch.log_softmax(logits, dim=-1)
-    return torch.gather(logp, dim=-1, index=labels.unsqueeze(-1)).squeeze(-1)
-
-
-def selective_logprobs(
-    logits: torch.Tensor, labels: torch.Tensor, chunk_size: int = 1
-) -> torch.Tensor:
-    """Memory-friendly ``logprobs_from_logits``: never builds a (B, T, V) log_softmax.
-
-    Uses log p(y) = logit_y - logsumexp(logits), processing ``chunk_size`` rows of the
-    batch at a time, so the only (·, T, V)-sized temporaries are per-chunk
-    (same idea as TRL's ``selective_log_softmax``). For float16/bfloat16 the
-    logsumexp trick loses precision, so those dtypes fall back to a per-chunk
-    ``log_softmax`` (still never materialized for the whole batch).
-
-    Args:
-        logits: (B, T, V) unnormalized scores.
-        labels: (B, T) integer token ids.
-        chunk_size: number of rows (episodes) processed per iteration, >= 1.
-
-    Returns:
-        (B, T) log p(labels); equal to ``logprobs_from_logits(logits, labels)``.
-    """
-    if chunk_size < 1:
-        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
-    out = []
-    low_precision = logits.dtype in (torch.float16, torch.bfloat16)
-    for start in range(0, logits.shape[0], chunk_size):
-        lg = logits[start : start + chunk_size]  # (b, T, V), a view
-        lb = labels[start : start + chunk_size]  # (b, T)
-        if low_precision:
-            lp = torch.log_softmax(lg, dim=-1)
-            out.append(torch.gather(lp, -1, lb.unsqueeze(-1)).squeeze(-1))
-        else:
-            picked = torch.gather(lg, -1, lb.unsqueeze(-1)).squeeze(-1)  # (b, T)
-            out.append(picked - torch.logsumexp(lg, dim=-1))
-    return torch.cat(out, dim=0)
-
-
 def token_logprobs(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """``logprobs_from_logits`` through the fused cross-entropy kernel: the fastest form with gradients.
+    """Log-probability of ``labels`` under ``softmax(logits)``, through the fused cross-entropy kernel.
+
+    Note: the caller must already have aligned logits and labels (the logit at position t predicts
+    the token at position t; i.e. the usual one-step shift and any sampling-temperature division are
+    done before calling this).
 
     ``-cross_entropy(logits, labels)`` is log p(labels); its backward is the fused
     ``softmax - onehot``, so forward and backward each touch one (B, T, V) tensor instead of the
-    several that logsumexp + gather need (~1.6x faster on CPU at V = 49k).
+    several that ``log_softmax`` + ``gather`` need (~1.6x faster on CPU at V = 49k).
 
     Args:
         logits: (B, T, V) unnormalized scores (already divided by any sampling temperature).
         labels: (B, T) integer token ids.
 
     Returns:
-        (B, T) log p(labels); equal to ``logprobs_from_logits(logits, labels)`` up to rounding.
+        (B, T) log p(labels); equal to ``log_softmax(logits).gather(-1, labels)`` up to rounding.
     """
     B, T, V = logits.shape
     nll = torch.nn.functional.cross_entropy(logits.reshape(B * T, V), labels.reshape(B * T), reduction="none")
@@ -680,3 +629,13 @@ class RunningMoments:
 
         batch_std = math.sqrt(m2_b / (n_b - 1)) if n_b > 1 else float("nan")
         return mean_b, batch_std
+
+    def state_dict(self) -> dict:
+        """The running statistics as plain floats (JSON-able), for checkpoints; ``m2`` is the sum of squared
+        deviations from the mean, which the next update needs."""
+        return {"mean": self.mean, "var": self.var, "std": self.std, "count": self.count, "m2": self._m2}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Continue from ``state_dict()`` output."""
+        self.mean, self.var, self.std = state["mean"], state["var"], state["std"]
+        self.count, self._m2 = state["count"], state["m2"]

@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from rlhf.errors import RlhfError
-from rlhf.train.modeling import cpu_has_native_bf16, low_precision_copy
+from rlhf.train.modeling import add_lora, cpu_has_native_bf16, first_lora_layer, low_precision_copy
 
 
 def decoder_of(model) -> nn.Module:
@@ -45,25 +45,7 @@ def num_layers(model) -> int:
 
 def first_adapted_layer(model, lora_layers: int) -> int:
     """Index of the first block that carries LoRA: everything below it is the shared, frozen trunk."""
-    n = num_layers(model)
-    return 0 if lora_layers <= 0 or lora_layers >= n else n - lora_layers
-
-
-def add_lora(model, lora_layers: int, r: int, alpha: int, task_type: str = "CAUSAL_LM", adapter_name: str = "default",
-             adapter_dtype_as_base: bool = False):
-    """Wrap `model` in a peft LoRA model with adapters on every linear layer of the top `lora_layers` blocks
-    (adapters in float32 unless `adapter_dtype_as_base`: then in the base weights' dtype, no casts per layer)."""
-    from peft import LoraConfig, get_peft_model
-
-    decoder = decoder_of(model)
-    start = first_adapted_layer(model, lora_layers)
-    linear = sorted({name.rsplit(".", 1)[-1] for name, m in decoder.layers.named_modules() if isinstance(m, nn.Linear)}
-                    | {name.rsplit(".", 1)[-1] for name, m in decoder.layers.named_modules()
-                       if type(m).__name__ in ("Linear4bit", "Linear8bitLt")})
-    cfg = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=0.0, target_modules=linear, task_type=task_type,
-                     layers_to_transform=list(range(start, num_layers(model))), layers_pattern="layers",
-                     modules_to_save=["score"] if task_type == "SEQ_CLS" else None)
-    return get_peft_model(model, cfg, adapter_name=adapter_name, autocast_adapter_dtype=not adapter_dtype_as_base)
+    return first_lora_layer(num_layers(model), lora_layers)
 
 
 def position_ids_of(attention_mask: torch.Tensor) -> torch.Tensor:
@@ -202,15 +184,15 @@ def build(cfg, policy, reward_model=None) -> PolicyValue:
         policy = prepare_model_for_kbit_training(policy, use_gradient_checkpointing=False)
     sampler = None
     if sampling_dtype(cfg, policy) is not None:
-        sampler = add_lora(low_precision_copy(policy, torch.bfloat16), cfg.lora_layers, cfg.lora_r, cfg.lora_alpha,
-                           adapter_dtype_as_base=True)
+        sampler = add_lora(low_precision_copy(policy, torch.bfloat16), "CAUSAL_LM", cfg.lora_r, cfg.lora_alpha,
+                           cfg.lora_layers, adapter_dtype_as_base=True)
         sampler.requires_grad_(False)
-    policy = add_lora(policy, cfg.lora_layers, cfg.lora_r, cfg.lora_alpha)
+    policy = add_lora(policy, "CAUSAL_LM", cfg.lora_r, cfg.lora_alpha, cfg.lora_layers)
     value_model = None
     if cfg.value_model == "rm":
         if reward_model is None or not hasattr(reward_model, "score"):
             raise RlhfError("value_model rm needs a sequence-classifier reward model (with a `score` head) to start from")
-        value_model = add_lora(reward_model, cfg.lora_layers, cfg.lora_r, cfg.lora_alpha, task_type="SEQ_CLS", adapter_name="value")
+        value_model = add_lora(reward_model, "SEQ_CLS", cfg.lora_r, cfg.lora_alpha, cfg.lora_layers, adapter_name="value")
     elif reward_model is not None and hasattr(reward_model, "parameters"):
         reward_model.requires_grad_(False)
     return PolicyValue(policy, cfg.lora_layers, value_model, sampler=sampler)

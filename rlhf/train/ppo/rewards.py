@@ -2,7 +2,7 @@
 
 A score function maps (prompt messages, response texts, response_ids (B, T), response_mask (B, T))
 to a (B,) tensor. The reward model reads the chat-formatted prompt + response exactly as it was
-trained on (`rlhf.train.rm.score_texts`), at its last token.
+trained on (`rlhf.train.reward.score_texts`), at its last token.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from rlhf.train.ppo.rollout import ScoreFn
 
 def reward_model_scorer(reward_model, tokenizer, batch_size: int = 16, max_length: int = 1024) -> ScoreFn:
     """Score with a one-label sequence classifier; a value adapter on it (value_model rm) is switched off."""
-    from rlhf.train.rm import score_texts
+    from rlhf.train.reward import score_texts
 
     def score(messages, texts, response_ids, response_mask) -> torch.Tensor:
         off = reward_model.disable_adapter() if hasattr(reward_model, "disable_adapter") else contextlib.nullcontext()
@@ -43,7 +43,7 @@ def load(cfg, tokenizer):
     the policy's tokens exactly as the policy writes them (same tokenizer)."""
     from rlhf.train import modeling
     from rlhf.errors import RlhfError
-    from rlhf.train.rm import check_same_tokenizer
+    from rlhf.train.reward import check_same_tokenizer
 
     if cfg.reward_model.startswith("rubric:"):
         return None, rubric_scorer(cfg.reward_model[len("rubric:"):])

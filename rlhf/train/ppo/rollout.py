@@ -7,9 +7,10 @@ RLHF with PPO", https://arxiv.org/abs/2403.17031):
 * Prompts are left-padded so every response starts at the same column; sampling uses the KV cache
   and stops when every row has produced EOS; tokens after the first EOS become padding
   (`core.truncate_after_eos`, Huang et al. "truncate after EOS").
-* Sampling is plain temperature sampling over the whole vocabulary (top_k = 0) so that the log-probs
-  we compute, log softmax(logits / temperature), are those of the distribution actually sampled
-  (Huang et al. "temperature before log-probs"; a top_p < 1 makes the samples slightly off-policy).
+* Sampling is plain temperature sampling over the whole vocabulary (top_k = 0:
+  `rlhf.train.sampling.sampling_kwargs`) so that the log-probs we compute, log softmax(logits /
+  temperature), are those of the distribution actually sampled (Huang et al. "temperature before
+  log-probs"; a top_p < 1 makes the samples slightly off-policy).
 * Log-probs are recomputed with a forward pass (not taken from `generate`), the reference's with the
   LoRA adapter disabled; only the response positions reach the LM head and log-probs are read off
   with `core.token_logprobs` (fused cross-entropy: no separate (B, T, V) log_softmax).
@@ -29,6 +30,7 @@ import torch
 
 from rlhf.train.ppo import core
 from rlhf.train.ppo.models import PolicyValue, trunk_forward
+from rlhf.train.sampling import sampling_kwargs
 
 ScoreFn = Callable[[list[list[dict]], list[str], torch.Tensor, torch.Tensor], torch.Tensor]
 """(prompt messages, response texts, response_ids (B, T), response_mask (B, T)) -> (B,) scores."""
@@ -103,8 +105,7 @@ def sample(model: PolicyValue, prompt_ids: torch.Tensor, prompt_mask: torch.Tens
     """
     from transformers import GenerationConfig
 
-    sampling = dict(do_sample=True, temperature=temperature, top_p=top_p, top_k=0) if not greedy else dict(do_sample=False)
-    gen = GenerationConfig(**sampling, max_new_tokens=max_new_tokens,
+    gen = GenerationConfig(**sampling_kwargs(temperature, top_p, greedy), max_new_tokens=max_new_tokens,
                            eos_token_id=eos_id, pad_token_id=pad_id, use_cache=True, return_dict_in_generate=True,
                            output_hidden_states=True)
     device = prompt_ids.device

@@ -282,9 +282,7 @@ class PPOTrainer:
     def state(self) -> dict:
         rm = self.reward_moments
         return {"kl_coef": self.kl_ctl.value, "config": {k: getattr(self.cfg, k) for k in self.cfg.__dataclass_fields__},
-                "reward_moments": None if rm is None else {"mean": rm.mean, "var": rm.var, "std": rm.std, "count": rm.count,
-                                                           "m2": rm._m2},
-                "history": self.history}
+                "reward_moments": None if rm is None else rm.state_dict(), "history": self.history}
 
     def save(self) -> Path | None:
         self.accelerator.wait_for_everyone()
@@ -302,9 +300,7 @@ class PPOTrainer:
         self.update = int(st["update"])
         self.kl_ctl.value = float(st["kl_coef"])
         if self.reward_moments is not None and st.get("reward_moments"):
-            r = st["reward_moments"]
-            self.reward_moments.mean, self.reward_moments.var, self.reward_moments.std = r["mean"], r["var"], r["std"]
-            self.reward_moments.count, self.reward_moments._m2 = r["count"], r["m2"]
+            self.reward_moments.load_state_dict(st["reward_moments"])
         self.history = list(st.get("history", []))
         self.last_checkpoint = path
         return self.update
@@ -314,7 +310,7 @@ class PPOTrainer:
     def _start_tracking(self) -> None:
         if self.cfg.report_to != "trackio" or not self.accelerator.is_main_process or self._tracker is not None:
             return
-        from rlhf.train.training import PROJECT, setup_tracking
+        from rlhf.train.stage import PROJECT, setup_tracking
 
         setup_tracking("trackio")
         import trackio
