@@ -16,7 +16,7 @@ from rlhf.data.store import session_scope
 from rlhf.data.ingest import import_prompts
 from rlhf.data.store.models import Response, User
 from rlhf.data.store.review_models import ABItem, ABJudgement, ABSession
-from rlhf.data.versions import register_model
+from rlhf.data.registry import register_model
 
 Z = 1.959963984540054
 

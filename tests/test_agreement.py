@@ -232,7 +232,7 @@ def test_cli_agreement_prints_the_table(store, tmp_path):
 
 
 def test_adjudication_page_handlers(store, tmp_path, monkeypatch):
-    from labeling_app import review_pages as rp
+    from labeling_app import review_handlers as rp
     from rlhf.data import accounts as auth
 
     seed_contested(tmp_path)
@@ -247,7 +247,7 @@ def test_adjudication_page_handlers(store, tmp_path, monkeypatch):
     assert v.annotator_ranks[1][1:] == [1.0, 2.5, 2.5]  # ann2 tied the last two
     with pytest.raises(PermissionError):
         rp.adjudicate_submit(rp.ReviewSession("ann1"), v.prompt_id, ["1", "2", "3"], "mine")
-    with pytest.raises(review.RlhfError, match="answer C has no rank"):
+    with pytest.raises(review.RlhfError, match="missing C"):
         rp.adjudicate_submit(me, v.prompt_id, ["1", "2", None], "why")
     after = rp.adjudicate_submit(me, v.prompt_id, ["1", "2", "2"], "the first is correct, the others equally poor")
     assert after.rows == [] and "consensus" in after.message

@@ -31,6 +31,7 @@ from pathlib import Path
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from rlhf.data.accounts import REVIEWERS, require
 from rlhf.errors import NotFoundError, RlhfError
 from rlhf.stats import cohen_kappa, wilson_interval
 from rlhf.data.store.models import Prompt, Response, User
@@ -142,24 +143,6 @@ def generate_answers(model_spec: str, prompts: list[list[dict]], gen: Generation
     return out
 
 
-def _pin(session: Session, spec: str, strict: bool = True) -> str:
-    """`NAME@latest` -> the `NAME@vN` it means now (a report must name the exact version); others unchanged.
-
-    Not strict (answers made elsewhere): an unregistered name is kept as given."""
-    from rlhf.train import modeling
-    from rlhf.data.versions import get_model_version
-
-    if spec in (modeling.BUILTIN, "builtin"):
-        return modeling.BUILTIN
-    if "@" in spec and not Path(spec).expanduser().exists():
-        try:
-            return get_model_version(session, spec).ref
-        except NotFoundError:
-            if strict:
-                raise
-    return spec
-
-
 def create_session(session: Session, model_a: str, model_b: str, prompts_ref: str, gen: Generation = Generation(),
                    split: str | None = None, limit: int | None = None, created_by: str = "",
                    progress: bool = True, answers: tuple[list[str], list[str]] | None = None) -> ABSession:
@@ -168,9 +151,10 @@ def create_session(session: Session, model_a: str, model_b: str, prompts_ref: st
     `answers` (A's, B's) skips generation: for answers made elsewhere (and for tests).
     """
     from rlhf.data import registry
-    from rlhf.data.ingest import add_response
+    from rlhf.data.records import add_response
 
-    model_a, model_b = _pin(session, model_a, answers is None), _pin(session, model_b, answers is None)
+    model_a, model_b = (registry.pin_model(session, model_a, answers is None),
+                        registry.pin_model(session, model_b, answers is None))
     if model_a == model_b:
         raise RlhfError(f"--a and --b are both {model_a}: an A/B session compares two different models")
     prompts_ref = registry.get_version(session, prompts_ref).ref  # pin @latest to the version used
@@ -240,9 +224,7 @@ class BlindPair:
 
 def next_pair(session: Session, session_ref: int | str, judge: User | str) -> BlindPair | None:
     """The first item (in presentation order) this judge has not judged yet; None when done."""
-    from rlhf.review.actions import require_reviewer
-
-    user = require_reviewer(session, judge)
+    user = require(session, judge, REVIEWERS, "A/B judging", login=False)
     ab = get_session(session, session_ref)
     items = session.scalars(select(ABItem).where(ABItem.session_id == ab.id).order_by(ABItem.position, ABItem.id)).all()
     done = set(session.scalars(select(ABJudgement.item_id).join(ABItem, ABJudgement.item_id == ABItem.id)
@@ -272,9 +254,7 @@ def normalize_choice(choice: str) -> str:
 
 def judge(session: Session, judge_user: User | str, item_id: int, choice: str, reason: str | None = None) -> ABJudgement:
     """Record one judgement (left/A, right/B or tie) by an expert; the newest per judge and item counts."""
-    from rlhf.review.actions import require_reviewer
-
-    user = require_reviewer(session, judge_user)
+    user = require(session, judge_user, REVIEWERS, "A/B judging", login=False)
     item = session.get(ABItem, item_id)
     if item is None:
         raise NotFoundError(f"no A/B item with id {item_id}")
@@ -294,7 +274,7 @@ def judge_simulated(session: Session, session_ref: int | str, rubric: str = "con
     Returns (judge name, judgements added). The judge is a simulated expert user `rubric:NAME`.
     """
     from rlhf.rubrics import load_rubric, prompt_text
-    from rlhf.data.ingest import get_or_create_user
+    from rlhf.data.records import get_or_create_user
 
     name, fn = load_rubric(rubric)
     user = get_or_create_user(session, f"rubric:{name}"[:128], role="expert", simulated=True)

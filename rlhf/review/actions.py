@@ -176,22 +176,25 @@ def edit_demonstration(session: Session, reviewer: User | str, demonstration_id:
         raise RlhfError(f"demonstration {demonstration_id}: the edited answer is the same as the original; "
                         "approve it instead")
     prompt = session.get(Prompt, orig.prompt_id)
+    why = (reason or "").strip() or None
+    # the history reads in the order things happened: the edit of the original, then its new version's approval,
+    # then the preference pair; the edit's payload names the rows it made once they exist
+    rev = add_review(session, "demonstration", orig.id, user, "edit", why, {"status_before": orig.status})
     # no key: an edit hashes like an imported answer, so an answer already stored is refused by name
     new = add_demonstration(session, prompt, answer, annotator=user, parent=orig, duplicate="raise", where=where,
                             approved=Approval(user, f"the expert's own edit of demonstration {orig.id}",
                                               payload={"parent_id": orig.id})).row
-    before, orig.status = orig.status, "superseded"
+    orig.status = "superseded"
 
     # the edit as a preference pair: edited (index 0) over original (index 1)
     edited_r = add_response(session, prompt, answer, origin="human", generation={"demonstration_id": new.id})
     original_r = add_response(session, prompt, old_answer, origin="human", generation={"demonstration_id": orig.id})
-    why = (reason or "").strip() or None
     pref = add_ranking(session, prompt, [edited_r.id, original_r.id], [[0], [1]], annotator=user,
                        key=f"edit:{orig.id}->{new.id}", reason=why or f"expert edit of demonstration {orig.id}",
                        approved=Approval(user, why, "edit", {"from_demonstration_id": orig.id,
                                                              "new_demonstration_id": new.id})).row
-    rev = add_review(session, "demonstration", orig.id, user, "edit", why,
-                     {"status_before": before, "new_demonstration_id": new.id, "preference_ranking_id": pref.id})
+    rev.payload = {**rev.payload, "new_demonstration_id": new.id, "preference_ranking_id": pref.id}
+    session.flush()
     return EditResult(orig, new, pref, rev)
 
 
