@@ -22,7 +22,7 @@ import pytest
 import torch
 
 from rlhf.errors import RlhfError
-from rlhf.train.ppo import checkpoint, core, models, rollout
+from rlhf.train.ppo import checkpoint, models, rollout
 from rlhf.train.ppo.config import PPOStageConfig
 from rlhf.train.ppo.trainer import PPOTrainer, TrainingStopped
 
