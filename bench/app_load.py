@@ -63,7 +63,7 @@ def pct(xs: list[float], q: float) -> float:
 def seed_store(args) -> None:
     from rlhf.data import accounts as auth
     from rlhf.data.store import session_scope
-    from rlhf.data.ingest import add_response, prompt_hash
+    from rlhf.data.records import add_response, prompt_hash
     from rlhf.data.store.models import Prompt
     from labeling_app import queue
 

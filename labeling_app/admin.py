@@ -55,7 +55,7 @@ def admin_generate(s: UserSession, model: str, prompts_ref: str, k: int) -> str:
 
 def admin_model_choices(s: UserSession) -> list[str]:
     """Model versions to generate candidates with: the latest of each registered name, every version, the built-in."""
-    from rlhf.train.modeling import BUILTIN
+    from rlhf.data.registry import BUILTIN
     from rlhf.data.store.models import ModelVersion
 
     with session_scope() as db:

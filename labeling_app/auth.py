@@ -17,7 +17,6 @@ import hmac
 import time
 
 from rlhf.data import accounts
-from rlhf.data.accounts import AccessDenied  # noqa: F401 (old home, still imported by tests/test_app_admin.py, test_jobs.py)
 from rlhf.data.store import session_scope
 
 TOKEN_SECONDS = 12 * 3600

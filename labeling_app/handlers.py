@@ -129,22 +129,26 @@ def _one_line(text: str | None, limit: int) -> str | None:
 # --------------------------------------------------------------------------- write
 
 
+def _next_item(db, s: UserSession, kind: str):
+    """(user, open assignment or None, its item, its prompt, settings, progress) for the caller's next `kind` item;
+    the tab's session remembers which assignment is on screen."""
+    user = require(db, s.username, LABELERS, kind)
+    a = queue.next_assignment(db, user, kind)
+    settings = queue.get_settings(db)
+    setattr(s, f"{kind}_assignment", a.id if a is not None else None)
+    item = db.get(LabelItem, a.item_id) if a is not None else None
+    prompt = db.get(Prompt, item.prompt_id) if item is not None else None
+    return user, a, item, prompt, settings, queue.progress(db, user, kind, settings)
+
+
 def write_next(s: UserSession, message: str = "") -> WriteView:
     """The next prompt to answer (the open one first, with its draft) and the guidelines."""
     with session_scope() as db:
-        user = require(db, s.username, LABELERS, "write")
-        a = queue.next_assignment(db, user, "write")
-        settings = queue.get_settings(db)
+        user, a, item, prompt, settings, progress = _next_item(db, s, "write")
         if a is None:
-            s.write_assignment = None
-            return WriteView(None, guidelines=settings["guidelines"], progress=queue.progress(db, user, "write", settings),
-                             message=message)
-        item = db.get(LabelItem, a.item_id)
-        prompt = db.get(Prompt, item.prompt_id)
-        s.write_assignment = a.id
+            return WriteView(None, guidelines=settings["guidelines"], progress=progress, message=message)
         draft = (a.draft or {}).get("text", "") if isinstance(a.draft, dict) else ""
-        return WriteView(a.id, prompt.external_id, list(prompt.messages), draft, settings["guidelines"],
-                         queue.progress(db, user, "write", settings), message)
+        return WriteView(a.id, prompt.external_id, list(prompt.messages), draft, settings["guidelines"], progress, message)
 
 
 def write_submit(s: UserSession, text: str) -> Receipt:
@@ -205,20 +209,13 @@ def _skip(s: UserSession, kind: str, reason: str) -> Receipt:
 def rank_next(s: UserSession, message: str = "") -> RankView:
     """The next candidate set to rank: K answers shuffled for this person, model names hidden."""
     with session_scope() as db:
-        user = require(db, s.username, LABELERS, "rank")
-        a = queue.next_assignment(db, user, "rank")
-        settings = queue.get_settings(db)
+        user, a, item, prompt, settings, progress = _next_item(db, s, "rank")
         if a is None:
-            s.rank_assignment = None
-            return RankView(None, guidelines=settings["guidelines"], progress=queue.progress(db, user, "rank", settings),
-                            message=message)
-        item = db.get(LabelItem, a.item_id)
-        prompt = db.get(Prompt, item.prompt_id)
+            return RankView(None, guidelines=settings["guidelines"], progress=progress, message=message)
         texts = dict(db.execute(select(Response.id, Response.text).where(Response.id.in_(item.response_ids))).all())
         shown = queue.shown_order(user.id, item)
-        s.rank_assignment = a.id
         return RankView(a.id, prompt.external_id, list(prompt.messages), [texts[r] for r in shown],
-                        settings["guidelines"], queue.progress(db, user, "rank", settings), message)
+                        settings["guidelines"], progress, message)
 
 
 def rank_submit(s: UserSession, ranks: list, all_bad: bool = False, reason: str = "") -> Receipt:

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import html
 
+from rlhf.data.formats import LETTERS  # noqa: F401  (one alphabet for answer labels, shared with the rank checks)
+
 ROLE_LABELS = {"system": "System", "user": "User", "assistant": "Assistant"}
-LETTERS = "ABCDEFGHI"
 
 
 def text(s: str) -> str:

@@ -11,7 +11,8 @@ from conftest import write_jsonl
 from labeling_app import queue
 from labeling_app.state import UserSession
 from rlhf.data import accounts
-from rlhf.data.ingest import add_response, import_prompts
+from rlhf.data.ingest import import_prompts
+from rlhf.data.records import add_response
 from rlhf.data.store import session_scope
 from rlhf.data.store.models import Prompt
 

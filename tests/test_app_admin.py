@@ -11,7 +11,7 @@ from conftest import write_jsonl
 from labeling_app import admin
 from labeling_app import handlers as h
 from labeling_app import queue
-from labeling_app.auth import AccessDenied
+from rlhf.data.accounts import AccessDenied
 from labeling_app.state import UserSession
 from rlhf.data import accounts
 from rlhf.data.store import session_scope

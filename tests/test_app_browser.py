@@ -60,7 +60,8 @@ import json
 from sqlalchemy import select
 from rlhf.data import accounts as auth
 from rlhf.data.store import session_scope
-from rlhf.data.ingest import add_response, import_prompts
+from rlhf.data.ingest import import_prompts
+from rlhf.data.records import add_response
 from rlhf.data.store.models import Prompt
 with session_scope() as db:
     auth.create_user(db, "ana", "annotator", {PASSWORD!r})

@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import func, select
 
 from labeling_app import admin
-from labeling_app.auth import AccessDenied
+from rlhf.data.accounts import AccessDenied
 from rlhf import paths
 from rlhf.data import jobs
 from rlhf.data.store import session_scope

@@ -53,34 +53,34 @@ def test_lineage_recorded(workspace, tmp_path):
     assert info["lineage"]["filter"] and info["lineage"]["code_version"] and info["content_hash"]
 
 
-def test_tampered_snapshot_is_detected(workspace, tmp_path):
-    add_prompts(tmp_path, 4)
-    with session_scope() as s:
-        dv, _ = registry.snapshot(s, "prompts")
-        path = dv.path
+def _rewrite_rows(path: str) -> None:
+    """Change every row's split in place: the Arrow files still load, the content no longer matches."""
     import datasets
 
-    ds = datasets.load_from_disk(path)
-    changed = ds.map(lambda r: {"split": "train"})
+    changed = datasets.load_from_disk(path).map(lambda r: {"split": "train"})
     tmp = path + "-new"
     changed.save_to_disk(tmp)
     for f in os.listdir(tmp):
         if f.endswith(".arrow"):
             os.replace(os.path.join(tmp, f), os.path.join(path, f))
-    with session_scope() as s:
-        with pytest.raises(IntegrityError, match="prompts@v1: content hash mismatch"):
-            registry.load(s, "prompts@v1")
 
 
-def test_missing_snapshot_folder(workspace, tmp_path):
+def _remove_folder(path: str) -> None:
     import shutil
 
-    add_prompts(tmp_path, 2)
+    shutil.rmtree(path)
+
+
+@pytest.mark.parametrize("damage, message", [(_rewrite_rows, "prompts@v1: content hash mismatch"),
+                                             (_remove_folder, "cannot be read")])
+def test_a_damaged_snapshot_is_an_integrity_error(workspace, tmp_path, damage, message):
+    add_prompts(tmp_path, 4)
     with session_scope() as s:
         dv, _ = registry.snapshot(s, "prompts")
-    shutil.rmtree(dv.path)
+        path = dv.path
+    damage(path)
     with session_scope() as s:
-        with pytest.raises(IntegrityError, match="cannot be read"):
+        with pytest.raises(IntegrityError, match=message):
             registry.load(s, "prompts@v1")
 
 

@@ -63,11 +63,11 @@ def simulate_rank(rubric: Annotated[str, typer.Option(help="a shipped rubric (co
 
 def read_score_rows(file: Path) -> tuple[list[list[dict]], list[str]]:
     """Rows {"prompt": text or messages, "response": text} -> (prompt messages, responses); errors name FILE:LINE: FIELD."""
-    from rlhf.data.formats import _Checker, read_jsonl
+    from rlhf.data.formats import Checker, read_jsonl
 
     prompts, responses = [], []
     for line, obj in read_jsonl(file):
-        c = _Checker(str(file), line, obj)
+        c = Checker(str(file), line, obj)
         if "prompt" not in obj:
             c.fail("prompt", "missing required field (a string, or a list of chat messages)")
         if isinstance(obj["prompt"], str):

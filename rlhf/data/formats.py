@@ -111,7 +111,6 @@ class Checker:
         return [t.strip() for t in tags]
 
 
-_Checker = Checker  # the old private name, until rlhf/cli/rm.py imports Checker
 
 
 def check_text(where: str, field: str, value: Any) -> str:
@@ -127,21 +126,25 @@ def check_text(where: str, field: str, value: Any) -> str:
     return Checker(where, None, {}).text(field, value)
 
 
+def _conversation(c: Checker, last_role: str, what: str) -> list[dict]:
+    """The checked `messages`, whose last one must come from `last_role`."""
+    msgs = c.messages()
+    if msgs[-1]["role"] != last_role:
+        c.fail(f"messages[{len(msgs) - 1}].role", f"the last message of {what}")
+    return msgs
+
+
 def check_prompt(file: str, line: int, obj: dict) -> dict:
     c = Checker(file, line, obj)
     pid = c.text("id", c.require("id", str))
-    msgs = c.messages()
-    if msgs[-1]["role"] != "user":
-        c.fail(f"messages[{len(msgs) - 1}].role", "the last message of a prompt must be the user's")
+    msgs = _conversation(c, "user", "a prompt must be the user's")
     return {"id": pid.strip(), "messages": msgs, "tags": c.tags()}
 
 
 def check_demonstration(file: str, line: int, obj: dict) -> dict:
     c = Checker(file, line, obj)
     pid = c.text("prompt_id", c.require("prompt_id", str))
-    msgs = c.messages()
-    if msgs[-1]["role"] != "assistant":
-        c.fail(f"messages[{len(msgs) - 1}].role", "the last message of a demonstration must be the assistant's answer")
+    msgs = _conversation(c, "assistant", "a demonstration must be the assistant's answer")
     if len(msgs) < 2:
         c.fail("messages", "a demonstration needs the prompt's messages and the assistant's answer")
     annotator = c.optional("annotator", str, None)

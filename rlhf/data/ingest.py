@@ -15,7 +15,6 @@ from sqlalchemy.orm import Session
 
 from rlhf.data.formats import load_file
 from rlhf.data.records import Approval, Written, add_demonstration, add_prompt, add_ranking, add_response
-from rlhf.data.records import get_or_create_user, prompt_hash  # noqa: F401 (old home: rlhf/review/ab.py, bench/app_load.py)
 from rlhf.data.store.models import Prompt
 from rlhf.errors import InputError
 
@@ -51,37 +50,49 @@ def _prompt_lookup(session: Session, file: str, line: int, external_id: str) -> 
     return prompt
 
 
-def import_prompts(session: Session, path: str | Path) -> ImportReport:
-    rows = load_file("prompts", path)
-    report = ImportReport("prompts", str(path))
+def _prompt_row(session: Session, where: str, line: int, rec: dict, approval: Approval | None) -> Written:
+    return add_prompt(session, rec["id"], rec["messages"], rec["tags"], where=where, line=line)
+
+
+def _demonstration_row(session: Session, where: str, line: int, rec: dict, approval: Approval | None) -> Written:
+    prompt = _prompt_lookup(session, where, line, rec["prompt_id"])
+    if rec["messages"][:-1] != prompt.messages:
+        raise InputError(where, line, "messages", f"the messages before the answer differ from prompt {rec['prompt_id']!r}")
+    return add_demonstration(session, prompt, rec["messages"][-1]["content"], annotator=rec["annotator"],
+                             approved=approval, where=f"{where}:{line}")
+
+
+def _ranking_row(session: Session, where: str, line: int, rec: dict, approval: Approval | None) -> Written:
+    prompt = _prompt_lookup(session, where, line, rec["prompt_id"])
+    responses = [add_response(session, prompt, t, origin="model", model_version="imported") for t in rec["responses"]]
+    # shown_order stays None: a file does not say in which order its annotator saw the answers
+    return add_ranking(session, prompt, [r.id for r in responses], rec["order"], annotator=rec["annotator"],
+                       all_bad=rec["all_bad"], reason=rec["reason"], approved=approval, where=f"{where}:{line}")
+
+
+ROW_WRITERS = {"prompts": _prompt_row, "demonstrations": _demonstration_row, "rankings": _ranking_row}
+
+
+def import_file(session: Session, kind: str, path: str | Path, approved_by: str | None = None) -> ImportReport:
+    """Validate the whole file of `kind`, then write its rows in the caller's transaction."""
+    rows = load_file(kind, path)
+    report = ImportReport(kind, str(path))
+    approval = _approval(path, approved_by)
     for line, rec in rows:
-        report.count(add_prompt(session, rec["id"], rec["messages"], rec["tags"], where=str(path), line=line))
+        report.count(ROW_WRITERS[kind](session, str(path), line, rec, approval))
     return report
+
+
+def import_prompts(session: Session, path: str | Path) -> ImportReport:
+    return import_file(session, "prompts", path)
 
 
 def import_demonstrations(session: Session, path: str | Path, approved_by: str | None = None) -> ImportReport:
-    rows = load_file("demonstrations", path)
-    report = ImportReport("demonstrations", str(path))
-    for line, rec in rows:
-        prompt = _prompt_lookup(session, str(path), line, rec["prompt_id"])
-        if rec["messages"][:-1] != prompt.messages:
-            raise InputError(str(path), line, "messages", f"the messages before the answer differ from prompt {rec['prompt_id']!r}")
-        report.count(add_demonstration(session, prompt, rec["messages"][-1]["content"], annotator=rec["annotator"],
-                                       approved=_approval(path, approved_by), where=f"{path}:{line}"))
-    return report
+    return import_file(session, "demonstrations", path, approved_by)
 
 
 def import_rankings(session: Session, path: str | Path, approved_by: str | None = None) -> ImportReport:
-    rows = load_file("rankings", path)
-    report = ImportReport("rankings", str(path))
-    for line, rec in rows:
-        prompt = _prompt_lookup(session, str(path), line, rec["prompt_id"])
-        responses = [add_response(session, prompt, t, origin="model", model_version="imported") for t in rec["responses"]]
-        # shown_order stays None: a file does not say in which order its annotator saw the answers
-        report.count(add_ranking(session, prompt, [r.id for r in responses], rec["order"], annotator=rec["annotator"],
-                                 all_bad=rec["all_bad"], reason=rec["reason"], approved=_approval(path, approved_by),
-                                 where=f"{path}:{line}"))
-    return report
+    return import_file(session, "rankings", path, approved_by)
 
 
 IMPORTERS = {"prompts": import_prompts, "demonstrations": import_demonstrations, "rankings": import_rankings}

@@ -112,37 +112,6 @@ def _prompt_rows(session: Session, prompts_ref: str, split: str | None, limit: i
     return rows
 
 
-def generate_answers(model_spec: str, prompts: list[list[dict]], gen: Generation, progress: bool = True) -> list[str]:
-    """One answer per chat prompt from `model_spec` (built-in, folder or NAME@vN)."""
-    import torch
-    from tqdm.auto import tqdm
-
-    from rlhf.train import modeling
-    from rlhf.train import training
-
-    resolved = modeling.resolve(model_spec)
-    tok = modeling.load_tokenizer(resolved)
-    model = modeling.load_model(resolved).to(training.device())
-    out: list[str] = []
-    batches = range(0, len(prompts), gen.batch_size)
-    for start in tqdm(batches, desc=f"answers from {model_spec}", disable=not progress, unit="batch"):
-        batch = prompts[start:start + gen.batch_size]
-        if gen.temperature <= 0:
-            out.extend(training.generate_samples(model, tok, batch, max_new_tokens=gen.max_new_tokens))
-            continue
-        torch.manual_seed(gen.seed + start)  # seeded sampling: the same session settings give the same answers
-        tok.padding_side = "left"
-        texts = [tok.apply_chat_template(m, tokenize=False, add_generation_prompt=True) for m in batch]
-        enc = tok(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
-        model.eval()
-        with torch.no_grad():
-            seqs = model.generate(**enc, max_new_tokens=gen.max_new_tokens, do_sample=True, temperature=gen.temperature,
-                                  top_p=gen.top_p, pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)
-        out.extend(tok.decode(s[enc["input_ids"].shape[1]:], skip_special_tokens=True).strip() for s in seqs)
-    del model
-    return out
-
-
 def create_session(session: Session, model_a: str, model_b: str, prompts_ref: str, gen: Generation = Generation(),
                    split: str | None = None, limit: int | None = None, created_by: str = "",
                    progress: bool = True, answers: tuple[list[str], list[str]] | None = None) -> ABSession:
@@ -160,8 +129,12 @@ def create_session(session: Session, model_a: str, model_b: str, prompts_ref: st
     prompts_ref = registry.get_version(session, prompts_ref).ref  # pin @latest to the version used
     prompts = _prompt_rows(session, prompts_ref, split, limit)
     if answers is None:
-        answers = (generate_answers(model_a, [p.messages for p in prompts], gen, progress),
-                   generate_answers(model_b, [p.messages for p in prompts], gen, progress))
+        from rlhf.train.sampling import answers as model_answers
+
+        how = dict(max_new_tokens=gen.max_new_tokens, temperature=gen.temperature, top_p=gen.top_p, seed=gen.seed,
+                   batch_size=gen.batch_size, progress=progress)
+        answers = (model_answers(model_a, [p.messages for p in prompts], **how),
+                   model_answers(model_b, [p.messages for p in prompts], **how))
     if any(len(a) != len(prompts) for a in answers):
         raise RlhfError("create_session: need one answer per prompt from each model")
     settings = {**gen.__dict__, "split": split, "limit": limit}

@@ -152,6 +152,7 @@ def simulate_rankings(rubric_spec: str, noise: float, model_version: str | None 
     from rlhf.data.pairs import ranking_to_pairs
     from rlhf.rubrics import load_rubric, prompt_text
     from rlhf.data.store import session_scope
+    from rlhf.data import registry
     from rlhf.data.records import Approval, add_ranking, get_or_create_user
     from rlhf.data.store.models import Prompt, Ranking, Response
 
@@ -170,12 +171,9 @@ def simulate_rankings(rubric_spec: str, noise: float, model_version: str | None 
 
         _, rows = load_prompt_rows(prompts_ref, "all")
         restrict = {r["prompt_id"] for r in rows}
-    if model_version and "@" in model_version and model_version.endswith("@latest"):
-        from rlhf.train.generate import model_version_ref
-
-        model_version = model_version_ref(model_version)
-
     with session_scope() as s:
+        if model_version:  # sft@latest -> the sft@vN its responses were stored under
+            model_version = registry.pin_model(s, model_version, strict=model_version.endswith("@latest"))
         users = [get_or_create_user(s, n, role="annotator", simulated=True) for n in names]
         for u in users:
             if not u.simulated:
