@@ -7,7 +7,8 @@ Handlers (plain functions `(session, inputs) -> view`, role-checked, tested with
 - `queue.py`           which item comes next: overlap N, no repeats, no ranking your own answer
 
 Layout (gradio; one "# Register listeners" block each):
-- `app.py`           the annotator and admin tabs (`build_ui`), the server (`create_app`: UI + JSON API), `launch`
+- `app.py`           the annotator and admin tabs (`build_ui`)
+- `server.py`        the server (`create_app`: UI + JSON API on one FastAPI app), `launch`
 - `review_layout.py` the experts' tabs, added by `build_ui` after the others
 - `listeners.py`     the one listener wrapper: the caller from the login, people-facing errors as gr.Error
 - `slots.py`         K candidate answers with a rank radio each (Rank and Adjudicate pages)

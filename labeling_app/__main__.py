@@ -11,7 +11,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=7860, help="TCP port (default 7860)")
     parser.add_argument("--log-level", default="warning", help="uvicorn log level (info shows every request)")
     args = parser.parse_args(argv)
-    from labeling_app.app import launch
+    from labeling_app.server import launch
 
     launch(args.host, args.port, args.log_level)
 

@@ -1,4 +1,4 @@
-"""The Gradio layout (`build_ui`), the server that mounts it beside the JSON API (`create_app`), and `launch`.
+"""The Gradio layout of the annotator and admin tabs (`build_ui`); `server.py` serves it beside the JSON API.
 
 Layout only, in FastChat's shape: one function lays out each tab, module-level listeners call a
 handler in `handlers.py` / `admin.py` and map the view it returns onto components, and `build_ui`
@@ -10,14 +10,12 @@ remembers which items are on screen. The experts' tabs come from `review_layout.
 from __future__ import annotations
 
 import contextlib
-import secrets
 from types import SimpleNamespace
 from typing import Iterator
 
 import gradio as gr
 
 from labeling_app import admin, handlers, render, review_layout
-from labeling_app.auth import check_login_async
 from labeling_app.listeners import listener
 from labeling_app.slots import MAX_SLOTS, RankSlots
 from labeling_app.state import UserSession
@@ -293,33 +291,3 @@ def build_ui() -> gr.Blocks:
         a.set_btn.click(on_admin_save_settings, [state, *a.settings], [a.set_msg, a.counts])
         a.sync_btn.click(on_admin_sync, [state], [a.set_msg, a.counts])
     return demo
-
-
-# --------------------------------------------------------------------------- server
-
-
-def create_app(concurrency: int = 16):
-    """FastAPI app: the JSON API under /api and the Gradio UI at /, one login (the users table)."""
-    from fastapi import FastAPI
-
-    from labeling_app import api, queue
-    from rlhf.data.store import session_scope
-
-    with session_scope() as db:  # migrate the store and build the queue before the first request
-        queue.sync_items(db)
-    app = FastAPI(title="RLHF labeling app", docs_url="/api/docs", openapi_url="/api/openapi.json")
-    app.state.api_secret = secrets.token_bytes(32)  # API tokens die with the process
-    app.include_router(api.router)
-    demo = build_ui().queue(default_concurrency_limit=concurrency)
-    return gr.mount_gradio_app(app, demo, path="/", auth=check_login_async, css=render.CSS, head=render.KEYBOARD_JS,
-                               auth_message="Log in with the account an admin made for you (<code>rlhf users add</code>).",
-                               footer_links=[], show_error=True)
-
-
-def launch(host: str = "127.0.0.1", port: int = 7860, log_level: str = "warning") -> None:
-    import uvicorn
-
-    app = create_app()
-    print(f"labeling app on http://{host}:{port}  (JSON API under /api; add people with `rlhf users add NAME --role R`)")
-    # keep-alive longer than uvicorn's 5 s: a browser or client reusing a connection the server just closed gets a reset
-    uvicorn.run(app, host=host, port=port, log_level=log_level, timeout_keep_alive=30)

@@ -353,7 +353,7 @@ def test_ranks_to_order():
 def client(home):
     from fastapi.testclient import TestClient
 
-    from labeling_app.app import create_app
+    from labeling_app.server import create_app
 
     with TestClient(create_app()) as c:
         yield c

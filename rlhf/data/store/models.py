@@ -10,6 +10,7 @@ import datetime as dt
 from typing import Any
 
 from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import false as sa_false
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 ROLES = ("annotator", "expert", "admin")
@@ -32,6 +33,8 @@ class User(Base):
     role: Mapped[str] = mapped_column(String(16))  # annotator | expert | admin
     password_hash: Mapped[str | None] = mapped_column(String(256))  # None: cannot log in (imported or simulated)
     simulated: Mapped[bool] = mapped_column(Boolean, default=False)  # a rubric, never a person
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False, server_default=sa_false())  # `rlhf users disable`
+    session_version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")  # +1 ends open sessions/tokens
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
 
 

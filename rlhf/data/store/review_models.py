@@ -33,6 +33,7 @@ class ABSession(Base):
     seed: Mapped[int] = mapped_column(Integer)  # draws the sides and the presentation order
     created_by: Mapped[str] = mapped_column(String(128), default="")
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    closed_at: Mapped[dt.datetime | None] = mapped_column(DateTime)  # None: judging is open, the report stays blind
 
 
 class ABItem(Base):
