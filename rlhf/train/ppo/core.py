@@ -48,6 +48,8 @@ __all__ = [
     "shape_rewards",
     "apply_missing_eos_penalty",
     "gae",
+    "sequence_rewards",
+    "rloo_advantages",
     "clipped_policy_loss",
     "clipped_value_loss",
     "explained_variance",
@@ -361,6 +363,61 @@ def gae(
     advantages = torch.stack(advantages_reversed[::-1], dim=1)  # (B, T)
     returns = advantages + values
     return advantages, returns
+
+
+def sequence_rewards(
+    scores: torch.Tensor,
+    logprobs: torch.Tensor,
+    ref_logprobs: torch.Tensor,
+    mask: torch.Tensor,
+    kl_coef: float,
+    estimator: str = "k1",
+) -> Tuple[torch.Tensor, torch.Tensor]:
+    """The whole episode's reward of a critic-free method: the score minus the KL penalty summed over the
+    response, ``R = score - kl_coef * sum_t KL_t`` (Ahmadian et al. 2024, "Back to Basics: Revisiting
+    REINFORCE-Style Optimization for Learning from Human Feedback in LLMs", https://arxiv.org/abs/2402.14740,
+    sec. 3: the sequence is one action; TRL's RLOOTrainer computes the same ``rlhf_reward``).
+
+    Args:
+        scores: (B,) reward-model scores (after the missing-EOS penalty).
+        logprobs, ref_logprobs: (B, T) log-probs of the sampled tokens under the policy and the reference.
+        mask: (B, T) float or bool, 1 = real token.
+        kl_coef: beta.
+        estimator: "k1" or "k3" (see ``kl_per_token``).
+
+    Returns:
+        rewards: (B,) sequence rewards.
+        kl: (B, T) per-token KL estimate, 0 at padded positions.
+    """
+    m = _as_mask(mask, logprobs)
+    kl = kl_per_token(logprobs, ref_logprobs, estimator) * m
+    return scores.to(logprobs.dtype) - kl_coef * kl.sum(dim=1), kl
+
+
+def rloo_advantages(rewards: torch.Tensor, k: int) -> torch.Tensor:
+    """REINFORCE Leave-One-Out advantages (Kool et al. 2019, "Buy 4 REINFORCE Samples, Get a Baseline for Free!";
+    Ahmadian et al. 2024, eq. 6): each of the k samples of a prompt is baselined by the mean reward of the other
+    k - 1 samples of the same prompt,
+
+        A_i = R_i - 1/(k-1) * sum_{j != i} R_j  =  k/(k-1) * (R_i - mean_j R_j)
+
+    so no value network is needed and the baseline is unbiased (it does not depend on sample i).
+
+    Args:
+        rewards: (B,) sequence rewards, B = P * k, the k samples of each prompt consecutive
+            (rows 0..k-1 are prompt 0, rows k..2k-1 prompt 1, ...).
+        k: samples per prompt, at least 2.
+
+    Returns:
+        (B,) advantages; they sum to 0 within each prompt's group.
+    """
+    if k < 2:
+        raise ValueError(f"rloo_advantages: k must be at least 2 (a leave-one-out baseline needs another sample), got {k}")
+    if rewards.shape[0] % k:
+        raise ValueError(f"rloo_advantages: {rewards.shape[0]} rewards are not a whole number of groups of {k}")
+    grouped = rewards.reshape(-1, k)  # (P, k)
+    baseline = (grouped.sum(dim=1, keepdim=True) - grouped) / (k - 1)  # (P, k): mean of the others
+    return (grouped - baseline).reshape(-1)
 
 
 # ---------------------------------------------------------------------------
