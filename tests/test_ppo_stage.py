@@ -48,7 +48,7 @@ def test_stage_registers_ppo_v1(workspace, prompts_ref, tiny_model, tiny_rm, cap
     out = capsys.readouterr().out
     assert result["model"] == "ppo@v1"
     for side in ("sft", "ppo"):
-        assert set(result[side]) == {"reward", "rubric", "kl", "length"}
+        assert set(result[side]) == {"reward", "rubric", "kl", "length", "eos"}
     assert result["sft"]["kl"] == 0.0 and 0.0 <= result["win_rate"] <= 1.0
     assert "win rate PPO vs SFT" in out and out.strip().splitlines()[-1].startswith("RESULT ")
     assert json.loads(out.strip().splitlines()[-1][len("RESULT "):])["ppo"]["model"] == "ppo@v1"

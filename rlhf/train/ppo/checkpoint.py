@@ -31,9 +31,16 @@ def trainable_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
 
 
 def rng_state() -> dict:
+    """Every RNG state as tensors, strings and numbers only, so it loads with `torch.load(..., weights_only=True)`
+    (numpy's state is a tuple holding an ndarray, which that loader refuses: its key array travels as a tensor)."""
     import numpy as np
 
-    state = {"torch": torch.get_rng_state(), "python": random.getstate(), "numpy": np.random.get_state()}
+    name, keys, pos, has_gauss, cached_gaussian = np.random.get_state()
+    version, internal, gauss = random.getstate()
+    state = {"torch": torch.get_rng_state(),
+             "python": {"version": version, "state": torch.tensor(internal, dtype=torch.int64), "gauss": gauss},
+             "numpy": {"name": name, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+                       "has_gauss": int(has_gauss), "cached_gaussian": float(cached_gaussian)}}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
@@ -43,8 +50,10 @@ def set_rng_state(state: dict) -> None:
     import numpy as np
 
     torch.set_rng_state(state["torch"])
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
+    py = state["python"]
+    random.setstate((py["version"], tuple(py["state"].tolist()), py["gauss"]))
+    n = state["numpy"]
+    np.random.set_state((n["name"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached_gaussian"]))
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
 
@@ -95,5 +104,10 @@ def load(path: Path, model, optimizer, scheduler) -> dict:
             params[n].copy_(w.to(params[n].device, params[n].dtype))
     optimizer.load_state_dict(torch.load(path / "optimizer.pt", map_location="cpu", weights_only=True))
     scheduler.load_state_dict(torch.load(path / "scheduler.pt", map_location="cpu", weights_only=True))
-    set_rng_state(torch.load(path / "rng.pt", map_location="cpu", weights_only=False))
+    try:
+        rng = torch.load(path / "rng.pt", map_location="cpu", weights_only=True)  # no pickled code runs on resume
+    except Exception as e:  # pickle.UnpicklingError: e.g. a checkpoint written before RNG states were stored as tensors
+        raise IntegrityError(f"{path / 'rng.pt'}: cannot be loaded safely ({type(e).__name__}): the checkpoint is damaged "
+                             "or older than this code; start a new run") from None
+    set_rng_state(rng)
     return read_state(path)

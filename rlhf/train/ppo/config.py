@@ -19,8 +19,21 @@ VALUE_MODELS = ("rm", "policy_head")
 
 
 @dataclass
-class PPOStageConfig:
-    """Fine-tune a policy with PPO against a reward model (actor-critic, per-token KL penalty to the SFT policy)."""
+class PolicyEvalFields:
+    """How a trained policy is judged against its starting (SFT) policy on the held-out prompts: the same for
+    PPO, RLOO and DPO (rlhf.train.ppo.evaluate), so their numbers go in one table."""
+
+    # Evaluation
+    rubric: str = field("concise_helpful", "gold judge of held-out answers: a shipped rubric or path/to/file.py:function")
+    eval_prompts: int = field(0, "held-out prompts to evaluate on (0 = all)")
+    eval_batch_size: int = field(20, "held-out prompts per generate call")
+    eval_greedy: bool = field(True, "held-out answers by greedy decoding (else sampled at the training temperature, fixed seed)")
+
+
+@dataclass
+class PPOStageConfig(PolicyEvalFields):
+    """Fine-tune a policy with PPO against a reward model (actor-critic, per-token KL penalty to the SFT policy).
+    (The evaluation fields, shared with DPO, come first: PolicyEvalFields.)"""
 
     # Model
     policy: str = field("sft@latest", "policy to start from, also the KL reference: NAME@vN, a local folder or the built-in name")
@@ -39,6 +52,9 @@ class PPOStageConfig:
     top_p: float = field(1.0, "nucleus sampling; < 1 makes the samples slightly off-policy")
     sample_dtype: str = field("auto", "sample from a copy in this precision: auto = bfloat16 on CPUs with native bf16 (AVX512-BF16/AMX), else none", ("auto", "bfloat16", "float32"))
     # PPO
+    algorithm: str = field("ppo", "ppo = actor-critic with GAE (Huang et al. 2024) | rloo = rloo_k samples per prompt, "
+                                  "leave-one-out baseline, no critic (Ahmadian et al. 2024)", ("ppo", "rloo"))
+    rloo_k: int = field(4, "rloo: samples per prompt (batch_size must be a multiple of it)")
     updates: int = field(40, "PPO updates (one rollout + optimisation each)")
     batch_size: int = field(8, "episodes (prompt + sampled response) per update")
     num_minibatches: int = field(2, "optimizer steps per PPO epoch")
@@ -63,11 +79,6 @@ class PPOStageConfig:
     max_grad_norm: float = field(1.0, "gradient clipping (global norm)")
     seed: int = field(0, "seeds python, numpy, torch: prompt order, sampling, LoRA init")
     threads: int = field(0, "torch CPU threads (0 = torch's default)")
-    # Evaluation
-    rubric: str = field("concise_helpful", "gold judge of held-out answers: a shipped rubric or path/to/file.py:function")
-    eval_prompts: int = field(0, "held-out prompts to evaluate on (0 = all)")
-    eval_batch_size: int = field(20, "held-out prompts per generate call")
-    eval_greedy: bool = field(True, "held-out answers by greedy decoding (else sampled at the training temperature, fixed seed)")
     # Output
     name: str = field("ppo", "registered model name: the result is NAME@vN")
     checkpoint_every: int = field(10, "save a checkpoint every N updates (and at the end)")
@@ -89,6 +100,12 @@ class PPOStageConfig:
         for name in ("updates", "batch_size", "num_minibatches", "grad_accum", "ppo_epochs", "max_new_tokens", "checkpoint_every"):
             if getattr(self, name) < 1:
                 raise RlhfError(f"{name} {getattr(self, name)}: must be at least 1")
+        if self.algorithm == "rloo":
+            if self.rloo_k < 2 or self.batch_size % self.rloo_k:
+                raise RlhfError(f"rloo_k {self.rloo_k}: needs 2 or more samples per prompt and batch_size {self.batch_size} "
+                                "a multiple of it")
+            if self.value_model == "rm":
+                raise RlhfError("algorithm rloo has no critic: set value_model: policy_head (it is not trained)")
         if self.reward_model.startswith("rubric:") and self.value_model == "rm":
             raise RlhfError("value_model rm needs a reward model to start from; with a rubric reward use value_model: policy_head")
 

@@ -42,6 +42,7 @@ __all__ = [
     "masked_mean",
     "masked_var",
     "masked_whiten",
+    "whiten_with",
     "token_logprobs",
     "entropy_from_logits",
     "kl_per_token",
@@ -155,8 +156,21 @@ def masked_whiten(x: torch.Tensor, mask: torch.Tensor, shift_mean: bool = True) 
         (up to the 1e-8 epsilon).
     """
     m = _as_mask(mask, x)
-    mean = masked_mean(x, m)
-    var = masked_var(x, m, unbiased=True)
+    return whiten_with(x, m, masked_mean(x, m), masked_var(x, m, unbiased=True), shift_mean)
+
+
+def whiten_with(x: torch.Tensor, mask: torch.Tensor, mean: torch.Tensor, var: torch.Tensor,
+                shift_mean: bool = True) -> torch.Tensor:
+    """``masked_whiten`` with the statistics given: e.g. the mean and unbiased variance of the real tokens of
+    every process's batch together, so whitening does not depend on how a batch is split across processes.
+
+    Args:
+        x: (B, T) values; mask: (B, T) float or bool; mean, var: scalars.
+
+    Returns:
+        (B, T) ``(x - mean) / sqrt(var + 1e-8)`` (mean kept when not ``shift_mean``); padded positions 0.
+    """
+    m = _as_mask(mask, x)
     whitened = (x - mean) * torch.rsqrt(var + _WHITEN_EPS)
     if not shift_mean:
         whitened = whitened + mean

@@ -1,7 +1,7 @@
 """Held-out evaluation of a PPO policy against its starting (SFT) policy.
 
 For each policy on the same held-out prompts: mean RM reward, mean rubric (gold) score, mean length
-in tokens; for the PPO policy also the KL to the SFT policy (sequence level: the mean over prompts
+in tokens, the share of answers that ended (EOS) within the budget; for the trained policy also the KL to the SFT policy (sequence level: the mean over prompts
 of sum_t log π(a_t|s_t) - log π_sft(a_t|s_t) on the PPO policy's own samples, logits / temperature)
 and the win rate of PPO over SFT judged by the rubric (ties count half). The SFT policy is the same
 model with the adapter disabled. Randomness is drawn from a forked, fixed-seed RNG, so evaluating
@@ -20,6 +20,12 @@ from rlhf.train.ppo import core, rollout
 from rlhf.train.ppo.models import PolicyValue
 
 
+SUMMARY_ROWS = (("RM reward", "reward", "{:+.3f}"), ("rubric score", "rubric", "{:.3f}"),
+                ("KL to SFT (nats/answer)", "kl", "{:.2f}"), ("length (tokens)", "length", "{:.1f}"),
+                ("EOS rate", "eos", "{:.2f}"))
+"""(label, summary key, format) of the before/after table every policy stage prints."""
+
+
 def _batches(n: int, size: int):
     for s in range(0, n, size):
         yield slice(s, min(s + size, n))
@@ -29,7 +35,7 @@ def answer(model: PolicyValue, tokenizer, messages: list[list[dict]], cfg, use_a
            seed: int) -> dict:
     """Answers to `messages` (greedy or sampled at cfg.temperature) and, for sampled answers, their sequence KL."""
     encoded = rollout.encode_prompts(tokenizer, messages, cfg.max_prompt_length)
-    texts, lengths, kls = [], [], []
+    texts, lengths, kls, ended = [], [], [], []
     off = contextlib.nullcontext() if use_adapter else model.adapter_disabled()
     with torch.random.fork_rng(devices=[]), off:
         torch.manual_seed(seed)
@@ -39,14 +45,15 @@ def answer(model: PolicyValue, tokenizer, messages: list[list[dict]], cfg, use_a
             # the float32 policy itself (not the bf16 sampling copy): the model that gets registered
             raw, trunk = rollout.sample(model, ids, mask, cfg.max_new_tokens, cfg.temperature, cfg.top_p,
                                         tokenizer.eos_token_id, tokenizer.pad_token_id, greedy=greedy, fast=False)
-            resp, resp_mask, _ = core.truncate_after_eos(raw, tokenizer.eos_token_id, tokenizer.pad_token_id)
+            resp, resp_mask, has_eos = core.truncate_after_eos(raw, tokenizer.eos_token_id, tokenizer.pad_token_id)
             texts += [t.strip() for t in tokenizer.batch_decode(resp, skip_special_tokens=True)]
             lengths += resp_mask.sum(1).tolist()
+            ended += has_eos.tolist()
             if not greedy and use_adapter:
                 parts = rollout._Parts(mask, resp_mask, resp, trunk, None)
                 m = rollout.measure(model, parts, cfg.temperature, cfg.eval_batch_size, with_values=False)
                 kls += ((m["logprobs"] - m["ref_logprobs"]) * resp_mask).sum(1).tolist()
-    return {"texts": texts, "lengths": lengths, "kl": kls}
+    return {"texts": texts, "lengths": lengths, "kl": kls, "ended": ended}
 
 
 def evaluate(model: PolicyValue, tokenizer, messages: list[list[dict]], score_fn, rubric_fn, cfg, use_adapter: bool) -> dict:
@@ -61,7 +68,8 @@ def evaluate(model: PolicyValue, tokenizer, messages: list[list[dict]], score_fn
     rubric = [float(rubric_fn(prompt_text(m), t)) for m, t in zip(messages, out["texts"])]
     n = len(messages)
     summary = {"reward": sum(rewards) / n, "rubric": sum(rubric) / n, "length": sum(out["lengths"]) / n,
-               "kl": sum(out["kl"]) / n if out["kl"] else 0.0}
+               "kl": sum(out["kl"]) / n if out["kl"] else 0.0,
+               "eos": sum(out["ended"]) / n}  # share of answers that ended (EOS) within max_new_tokens
     return {"summary": summary, "texts": out["texts"], "rewards": rewards, "rubric": rubric}
 
 
@@ -73,3 +81,15 @@ def win_rate(ppo_rubric: list[float], sft_rubric: list[float]) -> float:
     """
     wins = sum(1.0 if a > b else 0.5 if a == b else 0.0 for a, b in zip(ppo_rubric, sft_rubric))
     return wins / len(ppo_rubric) if ppo_rubric else 0.0
+
+
+def win_interval(policy_rubric: list[float], sft_rubric: list[float]) -> list[float]:
+    """The 95% Wilson interval of `win_rate` (ties counted half, as in the A/B reports).
+
+    >>> [round(x, 3) for x in win_interval([1.0] * 8 + [0.0] * 2, [0.5] * 10)]
+    [0.49, 0.943]
+    """
+    from rlhf.stats import wilson_interval
+
+    n = len(policy_rubric)
+    return list(wilson_interval(win_rate(policy_rubric, sft_rubric) * n, n))

@@ -224,11 +224,23 @@ def collect(model: PolicyValue, tokenizer, messages: list[list[dict]], prompt_id
                    raw_scores=raw_scores, scores=scores.to(measured["logprobs"].device), **measured)
 
 
-def with_advantages(roll: Rollout, kl_coef: float, cfg) -> Rollout:
-    """Per-token rewards (KL penalty + score at the last token), GAE advantages (whitened) and returns."""
+def with_advantages(roll: Rollout, kl_coef: float, cfg, whiten=core.masked_whiten) -> Rollout:
+    """Per-token rewards (KL penalty + score at the last token), advantages and returns.
+
+    ppo: GAE advantages, whitened over the real tokens of the batch (`whiten`: over every process's batch under
+    `accelerate launch`), and TD(lambda) returns for the critic. rloo: the whole response is one action
+    (Ahmadian et al. 2024): its reward is the score minus the summed KL, its advantage the leave-one-out
+    difference to the other samples of the same prompt, given to every token; no critic, no returns.
+    """
     mask = roll.response_mask
     rewards, non_score, kl = core.shape_rewards(roll.scores, roll.logprobs, roll.ref_logprobs, mask, kl_coef, cfg.kl_estimator)
+    if cfg.algorithm == "rloo":
+        seq_rewards, _ = core.sequence_rewards(roll.scores.to(roll.logprobs.device), roll.logprobs, roll.ref_logprobs, mask,
+                                               kl_coef, cfg.kl_estimator)
+        advantages = core.rloo_advantages(seq_rewards, cfg.rloo_k)[:, None] * mask.to(seq_rewards.dtype)
+        return replace(roll, kl=kl, non_score_rewards=non_score, rewards=rewards, advantages=advantages,
+                       returns=torch.zeros_like(advantages))
     advantages, returns = core.gae(rewards, roll.values, mask, cfg.gamma, cfg.lam)
     if int(mask.sum()) > 1:
-        advantages = core.masked_whiten(advantages, mask)  # Huang et al. 2024: whiten advantages per batch
+        advantages = whiten(advantages, mask)  # Huang et al. 2024: whiten advantages per batch
     return replace(roll, kl=kl, non_score_rewards=non_score, rewards=rewards, advantages=advantages, returns=returns)

@@ -117,7 +117,7 @@ class PPOTrainer:
                 self.check_scores(roll)
 
                 # step 3. per-token rewards (KL penalty + score at EOS), GAE advantages (whitened) and returns
-                roll = rollout.with_advantages(roll, self.kl_ctl.value, cfg)
+                roll = rollout.with_advantages(roll, self.kl_ctl.value, cfg, self.whiten)
                 self.check_kl(roll)
 
                 # step 4. PPO epochs over minibatches
@@ -180,8 +180,13 @@ class PPOTrainer:
         mask = cut(roll.response_mask)
         pg_loss, pg_clipfrac, approx_kl, ratio = core.clipped_policy_loss(logprobs, cut(roll.logprobs), cut(roll.advantages),
                                                                           mask, cfg.clip_range)
-        vf_loss, vf_clipfrac = core.clipped_value_loss(values, cut(roll.values), cut(roll.returns), mask, cfg.clip_range_value)
-        loss = pg_loss + cfg.vf_coef * vf_loss
+        if cfg.algorithm == "rloo":  # no critic: the policy loss alone (the value head stays untrained and unused)
+            vf_loss, vf_clipfrac = torch.zeros(()), torch.zeros(())
+            loss = pg_loss
+        else:
+            vf_loss, vf_clipfrac = core.clipped_value_loss(values, cut(roll.values), cut(roll.returns), mask,
+                                                           cfg.clip_range_value)
+            loss = pg_loss + cfg.vf_coef * vf_loss
         stats = {"loss/policy": pg_loss.item(), "loss/value": vf_loss.item(), "policy/clipfrac": pg_clipfrac.item(),
                  "policy/approx_kl": approx_kl.item(), "val/clipfrac": vf_clipfrac.item(),
                  "policy/ratio": core.masked_mean(ratio, mask).item(),
@@ -191,17 +196,32 @@ class PPOTrainer:
     # --- data -----------------------------------------------------------------------------------
 
     def prompt_indices(self, update: int) -> list[int]:
-        """Prompt rows of `update` on this process: consecutive slices of seeded permutations of the prompts."""
+        """Prompt rows of `update` on this process: consecutive slices of seeded permutations of the prompts
+        (rloo: batch_size / rloo_k prompts, each repeated rloo_k times in a row)."""
         n, B = len(self.encoded), self.cfg.batch_size
+        k = self.cfg.rloo_k if self.cfg.algorithm == "rloo" else 1
+        B //= k
         start = (update * self.accelerator.num_processes + self.accelerator.process_index) * B
         out = []
-        for k in range(start, start + B):
-            epoch, pos = divmod(k, n)
+        for k_ in range(start, start + B):
+            epoch, pos = divmod(k_, n)
             if epoch not in self._perms:
                 g = torch.Generator().manual_seed(self.cfg.seed * 1_000_003 + epoch)
                 self._perms[epoch] = torch.randperm(n, generator=g).tolist()
-            out.append(self._perms[epoch][pos])
+            out.extend([self._perms[epoch][pos]] * k)
         return out
+
+    def whiten(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Advantage whitening over the real tokens of the GLOBAL batch: every process's rollout together, so the
+        result does not depend on how the episodes are split across processes (one process: core.masked_whiten)."""
+        if self.accelerator.num_processes == 1:
+            return core.masked_whiten(x, mask)
+        m = mask.to(x.dtype)
+        sums = torch.stack([(x * m).sum(), (x * x * m).sum(), m.sum()]).to(self.accelerator.device)
+        total, total_sq, n = self.accelerator.reduce(sums, reduction="sum").to(x.device)
+        mean = total / n
+        var = (total_sq / n - mean * mean) * n / (n - 1)  # unbiased, as core.masked_var
+        return core.whiten_with(x, mask, mean, var)
 
     # --- stop conditions ------------------------------------------------------------------------
 
@@ -240,7 +260,8 @@ class PPOTrainer:
             "objective/non_score_reward": non_score.mean().item(),
             "objective/rlhf_reward": (roll.scores.to(non_score.device) + non_score).mean().item(),
             "objective/entropy": core.masked_mean(roll.entropy, mask).item(),
-            "val/explained_variance": core.explained_variance(roll.values, roll.returns, mask).item(),
+            "val/explained_variance": (core.explained_variance(roll.values, roll.returns, mask).item()
+                                       if self.cfg.algorithm == "ppo" else 0.0),  # rloo: no critic to explain
             "val/mean_response_length": mask.sum(1).float().mean().item(),
             "val/eos_fraction": roll.has_eos.float().mean().item(),
             "val/mean_value": core.masked_mean(roll.values, mask).item(),
