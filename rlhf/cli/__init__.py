@@ -17,6 +17,7 @@ app = typer.Typer(help="RLHF alignment service: data, registry, models.", no_arg
 
 def _register() -> None:
     from rlhf.cli import data  # noqa: F401  import, registry, models
+    from rlhf.cli import interop  # noqa: F401  export, import dataset|label-studio|argilla, models show|export
 
     for optional in ("rm", "users", "review"):  # command groups added by later parts of the project
         try:
@@ -27,6 +28,9 @@ def _register() -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
+    from rlhf.quiet import quiet
+
+    quiet()  # before the libraries load: their known-harmless notices stay off the terminal
     _register()
     try:
         app(args=argv, prog_name="rlhf", standalone_mode=True)
