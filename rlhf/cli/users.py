@@ -56,7 +56,7 @@ def users_passwd(name: str):
     password = read_password()
     with session_scope() as s:
         auth.set_password(s, name, password)
-    typer.echo(f"password of {name} changed")
+    typer.echo(f"password of {name} changed; their open sessions and API tokens have ended")
 
 
 @users_app.command("role")
@@ -67,7 +67,29 @@ def users_role(name: str, role: str):
 
     with session_scope() as s:
         auth.set_role(s, name, role)
-    typer.echo(f"{name} is now {role}")
+    typer.echo(f"{name} is now {role}; their open sessions and API tokens have ended")
+
+
+@users_app.command("disable")
+def users_disable(name: str):
+    """Disable NAME: their open sessions and API tokens end, and they cannot log in (their work stays)."""
+    from rlhf.data import accounts as auth
+    from rlhf.data.store import session_scope
+
+    with session_scope() as s:
+        auth.set_disabled(s, name, True)
+    typer.echo(f"{name} is disabled: logged out everywhere, cannot log in (`rlhf users enable {name}` undoes it)")
+
+
+@users_app.command("enable")
+def users_enable(name: str):
+    """Let a disabled NAME log in again."""
+    from rlhf.data import accounts as auth
+    from rlhf.data.store import session_scope
+
+    with session_scope() as s:
+        auth.set_disabled(s, name, False)
+    typer.echo(f"{name} can log in again")
 
 
 @users_app.command("list")
@@ -83,6 +105,6 @@ def users_list():
         if not users:
             typer.echo("no users yet: rlhf users add NAME --role annotator|expert|admin")
         for u in users:
-            login = "simulated" if u.simulated else ("can log in" if u.password_hash else "no password")
+            login = "simulated" if u.simulated else "disabled" if u.disabled else ("can log in" if u.password_hash else "no password")
             typer.echo(f"{u.name:<24} {u.role:<10} {login:<12} {demos.get(u.id, 0):>6} demonstrations {ranks.get(u.id, 0):>6} rankings")
 

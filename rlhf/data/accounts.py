@@ -8,9 +8,14 @@ Roles: who may do what is named once here (`LABELERS`, `REVIEWERS`, `ADMINS`) an
 `require`, on the server, before anything is written; every refusal is an `AccessDenied`
 (a PermissionError) saying `ACTION: what is wrong`.
 
+Sessions: `users.session_version` is copied into every app login and API token; changing the
+password, the role or disabling the account adds 1, which ends every open session and token of
+that user at their next request (`current_session`). A disabled user cannot log in or act.
+
 Cost: argon2-cffi's defaults (RFC 9106 low-memory profile: t=3, 64 MiB, p=4), about 0.3 s a
 check on a 2-core machine. `RLHF_PASSWORD_HASH=fast` switches *new* hashes to a cheap profile
-for tests and load benchmarks only; a hash always verifies with the parameters stored in it.
+for tests and load benchmarks only; a hash always verifies with the parameters stored in it, and
+a hash weaker than the current profile is re-made at the next successful login.
 """
 
 from __future__ import annotations
@@ -93,27 +98,60 @@ def create_user(session: Session, name: str, role: str, password: str) -> User:
     return user
 
 
-def set_password(session: Session, name: str, password: str) -> User:
+def _user(session: Session, name: str) -> User:
     user = session.scalar(select(User).where(User.name == name))
     if user is None:
         raise RlhfError(f"no user {name!r}: `rlhf users list` shows them")
+    return user
+
+
+def end_sessions(user: User) -> None:
+    """Every open app session and API token of `user` ends at its next request (they log in again)."""
+    user.session_version = (user.session_version or 0) + 1
+
+
+def set_password(session: Session, name: str, password: str) -> User:
+    user = _user(session, name)
     user.password_hash = hash_password(check_password(password))
+    end_sessions(user)
     return user
 
 
 def set_role(session: Session, name: str, role: str) -> User:
-    user = session.scalar(select(User).where(User.name == name))
-    if user is None:
-        raise RlhfError(f"no user {name!r}: `rlhf users list` shows them")
+    user = _user(session, name)
     user.role = check_role(role)
+    end_sessions(user)
+    return user
+
+
+def set_disabled(session: Session, name: str, disabled: bool = True) -> User:
+    """Disable (ends the user's sessions; no login, no action) or enable an account; its rows stay."""
+    user = _user(session, name)
+    user.disabled = bool(disabled)
+    if disabled:
+        end_sessions(user)
     return user
 
 
 def authenticate(session: Session, name: str, password: str) -> User | None:
-    """The user when `name`/`password` match a person's account, else None (simulated users never log in)."""
+    """The user when `name`/`password` match an enabled person's account, else None (simulated users never log in).
+
+    A hash made with a cheaper profile than the current one (`hasher()`) is re-made with it now,
+    while the password is at hand.
+    """
     user = session.scalar(select(User).where(User.name == (name or "").strip()))
     ok = verify_password(user.password_hash if user is not None else None, password or "")
-    if not ok or user is None or user.simulated or not user.password_hash:
+    if not ok or user is None or user.simulated or not user.password_hash or user.disabled:
+        return None
+    if hasher().check_needs_rehash(user.password_hash):
+        user.password_hash = hash_password(password)  # same password: open sessions stay
+    return user
+
+
+def current_session(session: Session, name: str, version: int) -> User | None:
+    """The user a login or token names when it is still valid: same session version, enabled, able to log in."""
+    user = session.scalar(select(User).where(User.name == name))
+    if user is None or user.disabled or user.simulated or not user.password_hash or user.session_version != version:
         return None
     return user
 
@@ -127,7 +165,7 @@ def require(session: Session, user_or_name: User | str | None, roles: tuple[str,
     """The acting user, reloaded from the store (a role change applies at once); AccessDenied unless their role is in `roles`.
 
     `login`: the caller came in over the network (the app, the API), so the account must be a
-    person's who can log in now (a password, not simulated). Scripts and the CLI, run by whoever
+    person's who can log in now (a password, not simulated, not disabled). Scripts and the CLI, run by whoever
     holds the machine, pass `login=False`: any user with the role may act, simulated judges too.
     """
     if isinstance(user_or_name, User):
@@ -138,7 +176,7 @@ def require(session: Session, user_or_name: User | str | None, roles: tuple[str,
         if not name:
             raise AccessDenied(f"{action}: not logged in")
         user = session.scalar(select(User).where(User.name == name))
-    if login and (user is None or user.simulated or not user.password_hash):
+    if login and (user is None or user.simulated or not user.password_hash or user.disabled):
         raise AccessDenied(f"{action}: no active account {name!r}; log in again")
     if user is None:
         raise AccessDenied(f"{action}: no user {name!r}: `rlhf users list` shows them")
