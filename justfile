@@ -57,6 +57,14 @@ rm *ARGS: setup
 ppo *ARGS: setup
     {{py}} -m stages.ppo --config data/configs/ppo.yaml {{ARGS}}
 
+# RLOO (k samples per prompt, leave-one-out baseline, no critic) in the PPO loop: just rloo --rloo-k 4
+rloo *ARGS: setup
+    {{py}} -m stages.ppo --config data/configs/rloo.yaml {{ARGS}}
+
+# DPO on the preferences snapshot (trl DPOTrainer, LoRA, adapter-disabled reference): just dpo --beta 0.1
+dpo *ARGS: setup
+    {{py}} -m stages.dpo --config data/configs/dpo.yaml {{ARGS}}
+
 # the rlhf CLI: just rlhf registry list
 rlhf *ARGS: setup
     .venv/bin/rlhf {{ARGS}}

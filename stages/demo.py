@@ -20,6 +20,33 @@ SEED = REPO / "data" / "seed"
 CONFIGS = REPO / "data" / "configs"
 
 
+METHODS = {  # name -> (stage module, config, extra arguments, title)
+    "ppo": ("stages.ppo", "ppo.yaml", [], "PPO: optimise the SFT policy against the RM"),
+    "rloo": ("stages.ppo", "rloo.yaml", [], "RLOO: 4 samples per prompt, leave-one-out baseline, no critic"),
+    "dpo": ("stages.dpo", "dpo.yaml", ["--dataset", "{preferences}"], "DPO: the policy fit to the preference pairs directly"),
+}
+
+
+def policy_key(result: dict) -> str:
+    """The key of the trained policy's summary in a stage's RESULT (`ppo` for PPO and RLOO, `dpo` for DPO)."""
+    return "dpo" if "dpo" in result else "ppo"
+
+
+def method_table(sft: dict, results: dict) -> str:
+    """One row per method (and SFT): RM reward, rubric score, KL, length, EOS rate, win rate [95% interval], seconds."""
+    rows = [("policy", "RM reward", "rubric", "KL", "length", "EOS", "win rate vs SFT [95%]", "seconds"),
+            ("SFT", f"{sft['reward']:+.3f}", f"{sft['rubric']:.3f}", "0.00", f"{sft['length']:.1f}",
+             f"{sft.get('eos', float('nan')):.2f}", "", "")]
+    for method, r in results.items():
+        s, ci = r[policy_key(r)], r.get("win_rate_ci") or [float("nan")] * 2
+        rows.append((method.upper(), f"{s['reward']:+.3f}", f"{s['rubric']:.3f}", f"{s['kl']:.2f}", f"{s['length']:.1f}",
+                     f"{s.get('eos', float('nan')):.2f}", f"{r['win_rate']:.3f} [{ci[0]:.2f}, {ci[1]:.2f}]",
+                     f"{r['seconds']:.0f}"))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return "\n".join("  " + "  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths)))
+                     for row in rows)
+
+
 def step(title: str, *cmd: str) -> dict:
     """Run one command, echo its output, return the JSON of its `RESULT` line (if any); stop the demo on failure."""
     print(f"\n=== {title}\n$ {' '.join(cmd)}", flush=True)
@@ -59,7 +86,10 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--noise", type=float, default=0.1, help="fraction of the rubric's pairs the simulated annotators flip")
     ap.add_argument("--k", type=int, default=4, help="candidates per prompt")
     ap.add_argument("--candidate-tokens", type=int, default=48, help="longest candidate answer in tokens")
+    ap.add_argument("--method", default="ppo", choices=(*METHODS, "all"),
+                    help="how the policy learns from the preferences: ppo (default), rloo, dpo, or all three in one table")
     args = ap.parse_args(argv)
+    methods = list(METHODS) if args.method == "all" else [args.method]
     t0 = time.time()
     cli = ("-m", "rlhf.cli")
     home = Path(os.environ.get("RLHF_HOME", "workspace")).resolve()
@@ -92,34 +122,48 @@ def main(argv: list[str] | None = None) -> dict:
     rm = step("RM: learn the annotators' preferences", "-m", "stages.rm", "--config", str(CONFIGS / "rm.yaml"),
               "--model", sft_ref, "--dataset", pref_ref, "--seed", str(args.seed))["rm"]
 
-    # step 5. PPO against the RM, judged on held-out prompts by RM reward, the rubric, KL and length
-    ppo = step("PPO: optimise the SFT policy against the RM", "-m", "stages.ppo", "--config", str(CONFIGS / "ppo.yaml"),
-               "--policy", sft_ref, "--reward-model", rm["model"], "--prompts", prompts_ref, "--rubric", args.rubric,
-               "--seed", str(args.seed))["ppo"]
+    # step 5. the policy learns from the preferences (PPO by default), judged on held-out prompts by RM reward,
+    # the rubric, KL, length and EOS rate, the same evaluation for every method
+    common = ["--policy", sft_ref, "--reward-model", rm["model"], "--prompts", prompts_ref, "--rubric", args.rubric,
+              "--seed", str(args.seed)]
+    results = {}
+    for method in methods:
+        module, config, extra, title = METHODS[method]
+        extra = [a.replace("{preferences}", pref_ref) for a in extra]
+        out = step(title, "-m", module, "--config", str(CONFIGS / config), *common, *extra)
+        results[method] = out[next(iter(out))]
 
-    # step 6. the before/after table and where to look next
-    before, after = ppo["sft"], ppo["ppo"]
+    # step 6. the before/after table, the methods side by side, and where to look next
+    first = results[methods[0]]
+    before, after = first["sft"], first[policy_key(first)]
     rubric_acc = rm.get("accuracy_rubric")
     rows = [("metric", "before", "after"),
             ("SFT held-out eval loss", f"{sft['eval_loss_before']:.4f}", f"{sft['eval_loss_after']:.4f}"),
             ("RM held-out pairwise accuracy", f"{rm['accuracy_before']:.3f}", f"{rm['accuracy']:.3f}"),
             ("RM accuracy vs the rubric", "", f"{rubric_acc:.3f}" if rubric_acc is not None else "n/a"),
-            ("policy: mean RM reward (SFT -> PPO)", f"{before['reward']:+.3f}", f"{after['reward']:+.3f}"),
+            (f"policy: mean RM reward (SFT -> {methods[0].upper()})", f"{before['reward']:+.3f}", f"{after['reward']:+.3f}"),
             (f"policy: mean rubric score ({args.rubric})", f"{before['rubric']:.3f}", f"{after['rubric']:.3f}"),
             ("policy: KL to SFT (nats/answer)", f"{before['kl']:.2f}", f"{after['kl']:.2f}"),
             ("policy: mean length (tokens)", f"{before['length']:.1f}", f"{after['length']:.1f}"),
-            ("win rate PPO over SFT (rubric)", "", f"{ppo['win_rate']:.3f}")]
+            (f"win rate {methods[0].upper()} over SFT (rubric)", "", f"{first['win_rate']:.3f}")]
     seconds = round(time.time() - t0, 1)
     print(f"\n=== Results ({seconds:.0f} s)\n{table(rows)}")
-    print(f"\nmodels: {sft['model']} -> {rm['model']} -> {ppo['model']} (rlhf models list)"
+    print(f"\n=== Methods on the same held-out prompts (rubric {args.rubric}; win rate: ties count half)\n"
+          f"{method_table(first['sft'], results)}")
+    chain = " -> ".join(r["model"] for r in results.values())
+    print(f"\nmodels: {sft['model']} -> {rm['model']} -> {chain} (rlhf models list; rlhf models show NAME@vN for a model card)"
           f"\nrun folders (samples, loss plots, checkpoints): {home / 'runs'}"
           f"\nmetrics dashboard (trackio): just dashboard   (data in {home / 'trackio'})")
     result = {"sft": {k: sft[k] for k in ("model", "dataset", "eval_loss_before", "eval_loss_after", "seconds")},
               "rm": {k: rm.get(k) for k in ("model", "dataset", "accuracy", "accuracy_before", "accuracy_rubric", "ece",
                                              "length_corr", "seconds")},
-              "ppo": {"model": ppo["model"], "sft": before, "ppo": after, "win_rate": ppo["win_rate"],
-                      "seconds_per_update": ppo["seconds_per_update"], "seconds": ppo["seconds"]},
-              "rubric": args.rubric, "seconds": seconds}
+              "rubric": args.rubric, "seconds": seconds,
+              "methods": {m: {"model": r["model"], "policy": r[policy_key(r)], "win_rate": r["win_rate"],
+                              "win_rate_ci": r.get("win_rate_ci"), "seconds": r["seconds"]} for m, r in results.items()}}
+    if "ppo" in results:  # the keys earlier demos printed
+        ppo = results["ppo"]
+        result["ppo"] = {"model": ppo["model"], "sft": ppo["sft"], "ppo": ppo["ppo"], "win_rate": ppo["win_rate"],
+                         "seconds_per_update": ppo["seconds_per_update"], "seconds": ppo["seconds"]}
     print("RESULT " + json.dumps(result), flush=True)
     return result
 

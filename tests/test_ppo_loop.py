@@ -22,6 +22,7 @@ import pytest
 import torch
 
 from rlhf.errors import RlhfError
+from rlhf.train import trunk
 from rlhf.train.ppo import checkpoint, models, rollout
 from rlhf.train.ppo.config import PPOStageConfig
 from rlhf.train.ppo.trainer import PPOTrainer, TrainingStopped
@@ -93,7 +94,7 @@ def fixed_batch(tr: PPOTrainer):
 def logits_of(tr: PPOTrainer, ids, mask, adapter: bool) -> torch.Tensor:
     m = tr.unwrapped
     with torch.no_grad():
-        trunk = models.trunk_forward(m.policy, ids, mask, m.start_layer)
+        trunk = trunk.trunk_forward(m.policy, ids, mask, m.start_layer)
         if adapter:
             return m(trunk, mask, 0, with_values=False)[0]
         with m.policy.disable_adapter():
@@ -211,7 +212,7 @@ def test_qlora_policy_and_critic(toy, tmp_path):
     cfg = config(mode="qlora", value_model="rm", reward_model=str(rm_dir), updates=2, lora_layers=1)
     torch.manual_seed(0)
     model = models.build(cfg, str(path), modeling.load_model(str(rm_dir), mode="qlora", task="reward"))
-    assert type(models.decoder_of(model.policy).layers[0].self_attn.q_proj).__name__ == "Linear4bit"
+    assert type(trunk.decoder_of(model.policy).layers[0].self_attn.q_proj).__name__ == "Linear4bit"
     history = PPOTrainer(cfg, model, tok, PROMPTS, toy_score(target), tmp_path / "run").train()
     assert history[0]["objective/kl"] == 0.0 and torch.isfinite(torch.tensor(history[1]["loss/value"]))
 
@@ -230,9 +231,9 @@ def test_split_forward_equals_model_forward(toy):
     resp, trunk = rollout.sample(model, ids, mask, 6, 1.0, 1.0, tok.eos_token_id, tok.pad_token_id)
     seq, seq_mask = torch.cat([ids, resp], 1), torch.cat([mask, torch.ones_like(resp, dtype=torch.bool)], 1)
     with torch.no_grad():
-        again = models.trunk_forward(model.policy, seq[:, :-1], seq_mask[:, :-1], 1)
+        again = trunk.trunk_forward(model.policy, seq[:, :-1], seq_mask[:, :-1], 1)
         torch.testing.assert_close(trunk, again, atol=1e-5, rtol=1e-5)
-        full = model.policy(input_ids=seq, attention_mask=seq_mask.long(), position_ids=models.position_ids_of(seq_mask)).logits
+        full = model.policy(input_ids=seq, attention_mask=seq_mask.long(), position_ids=trunk.position_ids_of(seq_mask)).logits
         split, _ = model(trunk, seq_mask[:, :-1], ids.shape[1] - 1)
         torch.testing.assert_close(split, full[:, ids.shape[1] - 1:-1].float(), atol=1e-4, rtol=1e-4)
 

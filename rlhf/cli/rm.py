@@ -43,7 +43,8 @@ def generate(model: Annotated[str, typer.Option(help="built-in name, local HF fo
 
 @simulate_app.command("rank")
 def simulate_rank(rubric: Annotated[str, typer.Option(help="a shipped rubric (concise_helpful, concise_relevant, length_only) or path/to/file.py:function")] = "concise_helpful",
-                  noise: Annotated[float, typer.Option(help="expected fraction of the rubric's pairs flipped, in [0, 0.5]")] = 0.1,
+                  noise: Annotated[str, typer.Option(help="expected fraction of the rubric's pairs flipped, in [0, 0.5]; "
+                                                          "a comma list gives one level per annotator (e.g. 0.05,0.2,0.45)")] = "0.1",
                   model_version: Annotated[str | None, typer.Option(help="rank only responses of this model version (e.g. sft@v1)")] = None,
                   prompts: Annotated[str | None, typer.Option(help="rank only prompts of this snapshot NAME@vN")] = None,
                   seed: Annotated[int, typer.Option(help="noise seed")] = 0,
@@ -53,7 +54,12 @@ def simulate_rank(rubric: Annotated[str, typer.Option(help="a shipped rubric (co
     """Rank each prompt's stored model responses with a rubric plus noise; stored as origin "simulated"."""
     from rlhf.train.simulate import simulate_rankings
 
-    report = simulate_rankings(rubric, noise, model_version=model_version, prompts_ref=prompts, seed=seed,
+    try:
+        levels = [float(x) for x in noise.split(",")]
+    except ValueError:
+        raise RlhfError(f"--noise {noise!r}: expected a number or a comma list of numbers") from None
+    report = simulate_rankings(rubric, levels if len(levels) > 1 else levels[0], model_version=model_version,
+                               prompts_ref=prompts, seed=seed,
                                annotators=annotators, overlap=overlap, approve=approve)
     typer.echo(f"{report.added} simulated rankings ({report.status}) by {', '.join(report.annotators)}: {report.pairs} pairs, "
                f"{report.flip_rate:.3f} of the rubric's pairs flipped (noise {noise}); {report.prompts_short} prompts with "

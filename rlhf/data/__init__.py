@@ -9,4 +9,6 @@
 - `snapshots`   the dataset builders (prompts, sft, preferences)
 - `registry`    dataset versions (content-hashed snapshots) and model versions; model references
 - `jobs`        background jobs (candidate generation from the app) with their status in the store
+- `export`      registry versions as JSONL / Parquet / `datasets` folders in trl's shapes, with a dataset card
+- `interop`, `annotation_tools`  imports of trl-shaped datasets (public preference sets), Label Studio and Argilla exports
 """

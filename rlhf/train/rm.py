@@ -15,7 +15,11 @@ from dataclasses import dataclass
 from rlhf.config import field
 from rlhf.errors import RlhfError
 from rlhf.train.modeling import MODES
+from rlhf.train.preferences import LABELS
 from rlhf.train.stage import TrainerFields
+
+
+TRAINERS = ("trl", "listwise")
 
 
 @dataclass
@@ -28,6 +32,12 @@ class RMStageConfig(TrainerFields):
     mode: str = field("lora", "lora | full | head (only the reward head trains) | qlora (4-bit NF4 + LoRA)", MODES)
     lora_layers: int = field(0, "LoRA on the top N transformer layers only (0 = all): backward stops there, faster on CPU")
     keep_layers: int = field(0, "keep only the bottom N transformer layers of the base (0 = all): a shallower, faster RM")
+    trainer: str = field("trl", "trl = RewardTrainer, one pair per row, hard labels | listwise = every answer of a prompt "
+                                "scored once per step with all its pairs (InstructGPT), soft labels, frozen trunk cached "
+                                "(rlhf.train.listwise)", TRAINERS)
+    labels: str = field("hard", "listwise: hard = majority vote | soft = vote fraction | weighted = votes weighted by "
+                                "annotator reliability (rlhf.train.preferences)", LABELS)
+    prompts_per_step: int = field(4, "listwise: prompts (each with all its answers) per optimizer step")
     # Data
     dataset: str = field("preferences@latest", "preferences snapshot: prompt/chosen/rejected conversations")
     max_length: int = field(256, "longest prompt + answer in tokens; longer prompts are cut from the left, answers never")
@@ -66,6 +76,12 @@ def build_model(cfg: RMStageConfig, resolved):
     model = modeling.load_model(resolved, mode=cfg.mode, task="reward", num_labels=1)
     if cfg.keep_layers:
         truncate_layers(model, cfg.keep_layers)
+    if cfg.trainer == "listwise":  # train_listwise adds the adapter itself
+        if cfg.mode == "qlora":
+            from peft import prepare_model_for_kbit_training
+
+            model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=cfg.activation_checkpointing)
+        return model, None
     return modeling.prepare_for_training(model, cfg.mode, "SEQ_CLS", cfg.lora_r, cfg.lora_alpha, cfg.lora_layers,
                                          cfg.activation_checkpointing)
 
@@ -80,3 +96,30 @@ def undo_bf16_on_cpu(model) -> None:
     for p in model.parameters():
         if p.requires_grad and p.dtype == torch.bfloat16:
             p.data = p.data.float()
+
+
+def check(cfg: RMStageConfig) -> None:
+    """Settings that cannot work together, in words."""
+    if cfg.trainer == "listwise" and cfg.mode not in ("lora", "qlora"):
+        raise RlhfError(f"--trainer listwise trains a LoRA adapter: use --mode lora or qlora (got {cfg.mode})")
+    if cfg.labels != "hard" and cfg.trainer != "listwise":
+        raise RlhfError(f"--labels {cfg.labels} needs --trainer listwise (trl's RewardTrainer takes hard labels only)")
+
+
+def train_listwise(cfg: RMStageConfig, model, tokenizer, train_rows, bf16: bool) -> tuple[object, list[dict], dict]:
+    """(the trained peft model, its per-step history, label statistics): the training pairs grouped by prompt
+    (`rlhf.train.preferences`, targets per `cfg.labels`) and `rlhf.train.listwise` on `model` with a fresh LoRA
+    adapter on its top `cfg.lora_layers` blocks."""
+    from rlhf.train import listwise, modeling
+    from rlhf.train.preferences import annotator_reliability, prompt_groups, reliability_weights
+
+    reliability = annotator_reliability(train_rows)
+    groups = prompt_groups(train_rows, cfg.labels, reliability_weights(reliability))
+    model = modeling.add_lora(model, "SEQ_CLS", cfg.lora_r, cfg.lora_alpha, cfg.lora_layers)
+    settings = listwise.Settings(epochs=cfg.epochs, prompts_per_step=cfg.prompts_per_step, lr=cfg.lr,
+                                 warmup_steps=cfg.warmup_steps, center_rewards_coefficient=cfg.center_rewards_coefficient,
+                                 max_length=cfg.max_length, seed=cfg.seed, bf16=bf16)
+    history = listwise.train(model, tokenizer, groups, cfg.lora_layers, settings)
+    stats = {"prompt_groups": len(groups), "train_pairs": sum(len(g.pairs) for g in groups), "labels": cfg.labels,
+             "annotator_reliability": {k: round(v, 4) for k, v in reliability.items()}}
+    return model, history, stats

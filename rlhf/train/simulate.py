@@ -137,10 +137,28 @@ class SimulateReport:
                 "pairs": self.pairs, "measured_flip_rate": round(self.flip_rate, 4), "status": self.status}
 
 
-def simulate_rankings(rubric_spec: str, noise: float, model_version: str | None = None, prompts_ref: str | None = None,
+def noise_levels(noise: float | list[float], annotators: int) -> tuple[list[float], int]:
+    """(noise of each annotator, number of annotators): one level for all, or one per annotator (mixed reliability).
+
+    >>> noise_levels(0.1, 2)
+    ([0.1, 0.1], 2)
+    >>> noise_levels([0.05, 0.2, 0.45], 1)
+    ([0.05, 0.2, 0.45], 3)
+    """
+    levels = list(noise) if isinstance(noise, (list, tuple)) else [float(noise)] * annotators
+    if isinstance(noise, (list, tuple)) and annotators not in (1, len(levels)):
+        raise RlhfError(f"--noise has {len(levels)} levels (one per annotator) but --annotators is {annotators}")
+    for level in levels:
+        if not 0 <= level <= 0.5:
+            raise RlhfError(f"--noise {level}: expected a fraction of flipped pairs in [0, 0.5]")
+    return levels, len(levels)
+
+
+def simulate_rankings(rubric_spec: str, noise: float | list[float], model_version: str | None = None, prompts_ref: str | None = None,
                       seed: int = 0, annotators: int = 1, overlap: int = 1, approve: bool = False,
                       progress: bool = True) -> SimulateReport:
-    """Rank every prompt's model responses with `annotators` simulated annotators (`overlap` of them per prompt).
+    """Rank every prompt's model responses with `annotators` simulated annotators (`overlap` of them per prompt);
+    `noise` is one level for all or a list, one per annotator (annotators of mixed reliability).
 
     Prompt p (in id order) goes to annotators (p + 0 .. p + overlap - 1) mod N, so with overlap > 1 the same
     responses are ranked by several annotators (for agreement metrics). Each (prompt, annotator) draws its
@@ -156,8 +174,7 @@ def simulate_rankings(rubric_spec: str, noise: float, model_version: str | None 
     from rlhf.data.records import Approval, add_ranking, get_or_create_user
     from rlhf.data.store.models import Prompt, Ranking, Response
 
-    if not 0 <= noise <= 0.5:
-        raise RlhfError(f"--noise {noise}: expected a fraction of flipped pairs in [0, 0.5]")
+    levels, annotators = noise_levels(noise, annotators)
     if annotators < 1 or not 1 <= overlap <= annotators:
         raise RlhfError(f"--annotators {annotators} --overlap {overlap}: need 1 <= overlap <= annotators")
     name, rubric = load_rubric(rubric_spec)
@@ -201,14 +218,15 @@ def simulate_rankings(rubric_spec: str, noise: float, model_version: str | None 
                 raise RlhfError(f"--rubric {rubric_spec}: returned {scores[bad[0]]} for response {responses[bad[0]].id} "
                                 f"of prompt {prompt.external_id!r}: a rubric must return a finite number")
             for a in range(overlap):
-                user = users[(pi + a) % annotators]
+                who = (pi + a) % annotators
+                user, level = users[who], levels[who]
                 if (prompt.id, user.id) in ranked:
                     report.already_ranked += 1
                     continue
                 rng = random.Random(f"{seed}:{user.name}:{prompt.external_id}")
-                order = noisy_order(scores, noise, rng)
+                order = noisy_order(scores, level, rng)
                 ids = [r.id for r in responses]
-                reason = (f"simulated by rubric {name} with noise {noise}: scores "
+                reason = (f"simulated by rubric {name} with noise {level}: scores "
                           + ", ".join(f"{x:.3f}" for x in scores))
                 row, created = add_ranking(s, prompt, ids, order, annotator=user, origin="simulated", reason=reason,
                                            shown_order=ids, approved=approval)

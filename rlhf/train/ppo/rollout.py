@@ -29,7 +29,8 @@ from typing import Callable
 import torch
 
 from rlhf.train.ppo import core
-from rlhf.train.ppo.models import PolicyValue, trunk_forward
+from rlhf.train.ppo.models import PolicyValue
+from rlhf.train.trunk import trunk_forward
 from rlhf.train.sampling import sampling_kwargs
 
 ScoreFn = Callable[[list[list[dict]], list[str], torch.Tensor, torch.Tensor], torch.Tensor]
