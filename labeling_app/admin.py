@@ -9,7 +9,7 @@ from pathlib import Path
 
 from sqlalchemy import func, select
 
-from labeling_app import queue
+from labeling_app import history, queue
 from labeling_app.state import UserSession
 from rlhf.data import jobs
 from rlhf.data.accounts import ADMINS, require
@@ -133,6 +133,12 @@ def admin_counts(s: UserSession) -> list[list]:
         return rows
 
 
+# the settings form, in its order: key -> value shown when the store has none
+FORM_DEFAULTS = {"guidelines": "", "rank_guidelines": "", "write_overlap": 1, "rank_overlap": 3, "max_candidates": 6,
+                 "lease_minutes": 60, "session_goal": history.DEFAULT_GOAL, "demos_as_candidates": False}
+GUIDELINE_VERSIONS = {"guidelines": "write_guidelines_version", "rank_guidelines": "rank_guidelines_version"}
+
+
 def admin_get_settings(s: UserSession) -> dict:
     with session_scope() as db:
         require(db, s.username, ADMINS, "see settings")
@@ -140,13 +146,23 @@ def admin_get_settings(s: UserSession) -> dict:
 
 
 def admin_save_settings(s: UserSession, **values) -> str:
+    """Store settings; a changed Write or Rank guideline text raises that page's guidelines version by one.
+
+    Keys the queue does not know yet are left out (`rank_guidelines`, `session_goal` and the versions
+    need their entries in `queue.DEFAULTS`); a value out of range is an RlhfError naming it."""
     with session_scope() as db:
         user = require(db, s.username, ADMINS, "change settings")
+        old = queue.get_settings(db)
+        given = sorted(k for k in values if k in queue.DEFAULTS or k not in FORM_DEFAULTS)  # unknown: put_settings says so
+        clean = {k: values[k] for k in given}
+        for key, version in GUIDELINE_VERSIONS.items():
+            if key in clean and version in queue.DEFAULTS and (clean[key] or "") != (old.get(key) or ""):
+                clean[version] = int(old.get(version) or 1) + 1
         try:
-            queue.put_settings(db, values, by=user.name)
+            queue.put_settings(db, clean, by=user.name)
         except queue.QueueError as e:
             raise RlhfError(str(e)) from None
-        return f"settings saved: {', '.join(sorted(values))}"
+        return f"settings saved: {', '.join(given)}"
 
 
 def admin_refresh_queue(s: UserSession) -> str:

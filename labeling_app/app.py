@@ -1,10 +1,16 @@
-"""The Gradio layout of the annotator and admin tabs (`build_ui`); `server.py` serves it beside the JSON API.
+"""The Gradio layout of the annotator tabs (`build_ui`); `server.py` serves it beside the JSON API.
 
 Layout only, in FastChat's shape: one function lays out each tab, module-level listeners call a
-handler in `handlers.py` / `admin.py` and map the view it returns onto components, and `build_ui`
-ends in one "# Register listeners" block. The caller is always `request.username` (gradio's login
-against the users table, passed on by `listeners.listener`); the per-tab `UserSession` only
-remembers which items are on screen. The experts' tabs come from `review_layout.py`.
+handler in `handlers.py` and map the view it returns onto components, and `build_ui` ends in one
+"# Register listeners" block. The caller is always `request.username` (gradio's login against the
+users table, passed on by `listeners.listener`); the per-tab `UserSession` only remembers which
+items are on screen. The Admin tab is `admin_layout.py`, the experts' tabs `review_layout.py`.
+
+When items are leased: a page takes an item when someone starts working on it, never on page load
+for everyone: Write and Rank take an item when their tab is selected; an annotator lands on Write
+(so its item is theirs at once), experts on Review, admins on Admin, who hold nothing until they
+open Write or Rank. Mistakes are shown inline, next to the
+control (`@ui.inline`), keys and checks before a submit are the page script (`keyboard.py`).
 """
 
 from __future__ import annotations
@@ -15,33 +21,69 @@ from typing import Iterator
 
 import gradio as gr
 
-from labeling_app import admin, handlers, render, review_layout
+from labeling_app import admin_layout, handlers, history, render, review_layout
+from labeling_app.admin_layout import (  # noqa: F401  (the admin listeners, also reachable from here)
+    on_admin_create_user, on_admin_import, on_admin_jobs, on_admin_refresh, on_admin_snapshot, on_admin_sync)
 from labeling_app.listeners import listener
 from labeling_app.slots import MAX_SLOTS, RankSlots
 from labeling_app.state import UserSession
-from rlhf.errors import RlhfError
+from rlhf.data.accounts import ADMINS, REVIEWERS
 
-DATASETS = ("prompts", "sft", "preferences")
+ui = listener(UserSession)  # the caller from gr.Request.username; people's mistakes inline, refusals as gr.Error
+LANDING = {"annotator": "write", "expert": "review", "admin": "admin"}
 
-ui = listener(UserSession)  # the caller from gr.Request.username; people-facing errors as gr.Error
+# logout is a POST where the server has made it one (a GET where it has not); then the login page in THIS tab
+LOGOUT_JS = """async () => {
+  try { const r = await fetch('/logout', {method: 'POST', credentials: 'same-origin'});
+        if (r.status === 405) { window.location.href = '/logout'; return; } } catch (e) {}
+  window.location.href = '/';
+}"""
 
 
 # --------------------------------------------------------------------------- view -> components
 
 
-def _write_page(s: UserSession, message: str = "") -> tuple:
-    """The Write page's outputs: the caller's next (or still open) item, with `message` about the last action."""
+def _messages(v: handlers.Page, tone: str = "ok") -> str:
+    return render.message(v.message, tone) + render.message(v.notice, "info")
+
+
+def _page_parts(v: handlers.Page, kind: str, tone: str) -> tuple:
+    """Guidelines, their drawer's label, progress, message and the Undo button: both pages end with these."""
+    return (v.guidelines, gr.update(label=v.heading(kind)), render.progress(kind, v.progress, v.pace),
+            _messages(v, tone), gr.update(visible=v.undo_id is not None))
+
+
+def _write_page(s: UserSession, message: str = "", tone: str = "ok") -> tuple:
+    """The Write page's outputs: the item on screen (else the next one), with `message` about the last action."""
     v = handlers.write_next(s, message)
     active = v.assignment_id is not None
-    return (s, v.assignment_id, v.conversation_html(), gr.update(value=v.draft, interactive=active), v.guidelines,
-            v.progress.line("write"), v.message)
+    return (s, v.assignment_id, v.conversation_html(), gr.update(value=v.draft, interactive=active),
+            *_page_parts(v, "write", tone))
 
 
-def _rank_page(s: UserSession, message: str = "") -> tuple:
-    """The Rank page's outputs, the same way; the slots show the item's K candidates, unranked."""
+def _rank_page(s: UserSession, message: str = "", tone: str = "ok") -> tuple:
+    """The Rank page's outputs, the same way; the slots show the item's K candidates (a correction: as ranked)."""
     v = handlers.rank_next(s, message)
-    return (s, v.assignment_id, v.conversation_html(), *RankSlots.show(v.candidate_html()), gr.update(value=False),
-            gr.update(value=""), v.guidelines, v.progress.line("rank"), v.message)
+    return (s, v.assignment_id, v.conversation_html(), *RankSlots.show(v.candidate_html(), v.ranks),
+            gr.update(value=v.all_bad), gr.update(value=v.reason), *_page_parts(v, "rank", tone))
+
+
+WRITE_OUTPUTS = 9  # state, token, prompt, answer, guidelines, drawer, progress, message, undo
+RANK_OUTPUTS = 3 + 3 * MAX_SLOTS + 7  # state, token, prompt, slots, all bad, reason, guidelines, drawer, progress, ...
+
+
+def _stay(n: int, at: int):
+    """An inline mistake: the page as it is, with the message (error tone) in output `at` of `n`."""
+
+    def view(s: UserSession, message: str, *inputs) -> tuple:
+        out = [gr.update()] * n
+        out[0], out[at] = s, render.message(message, "error")
+        return tuple(out)
+
+    return view
+
+
+WRITE_STAY, RANK_STAY = _stay(WRITE_OUTPUTS, WRITE_OUTPUTS - 2), _stay(RANK_OUTPUTS, RANK_OUTPUTS - 2)
 
 
 def _on_screen(token) -> int | None:
@@ -57,103 +99,93 @@ def _on_screen(token) -> int | None:
 
 @ui
 def on_load(s: UserSession):
+    """Who is signed in, the tabs their role may see and where they land: all in one response (no late tabs).
+    Selecting the landing tab fires its select event, which loads that page."""
     me = handlers.whoami(s)
-    header = f"Signed in as **{render.text(me.name)}** ({me.role}) · [Log out](/logout)"
-    return (s, header, gr.update(visible="admin" in me.pages), *_write_page(s)[1:], *_rank_page(s)[1:])
+    header = f'Signed in as <b>{render.text(me.name)}</b> ({render.text(me.role)})'
+    admin, review = me.role in ADMINS, me.role in REVIEWERS
+    return (s, header, gr.Tabs(selected=LANDING.get(me.role, "write")), gr.update(visible=admin),
+            *[gr.update(visible=review)] * len(review_layout.TABS))
 
 
-@ui
+@ui.inline(WRITE_STAY)
+def on_write_open(s: UserSession):
+    return _write_page(s)
+
+
+@ui.inline(RANK_STAY)
+def on_rank_open(s: UserSession):
+    return _rank_page(s)
+
+
+@ui.inline(WRITE_STAY)
 def on_write_submit(s: UserSession, token, text: str):
     s.write_assignment = _on_screen(token)
     return _write_page(s, handlers.write_submit(s, text).message)
 
 
-@ui
-def on_write_skip(s: UserSession, token):
+@ui.inline(WRITE_STAY)
+def on_write_skip(s: UserSession, token, text: str):
     s.write_assignment = _on_screen(token)
-    return _write_page(s, handlers.write_skip(s).message)
+    return _write_page(s, handlers.write_skip(s, text=text).message)
 
 
-@ui
+@ui.inline(lambda s, message, *inputs: render.message(message, "error"))
 def on_write_draft(s: UserSession, token, text: str):
     s.write_assignment = _on_screen(token)
-    return handlers.write_save_draft(s, text).message
+    return render.message(handlers.write_save_draft(s, text).message, "ok")
 
 
-@ui
+@ui.inline(RANK_STAY)
 def on_rank_submit(s: UserSession, token, *args):
     s.rank_assignment = _on_screen(token)
     ranks, (all_bad, reason) = list(args[:MAX_SLOTS]), args[MAX_SLOTS:]
     return _rank_page(s, handlers.rank_submit(s, ranks, all_bad, reason).message)
 
 
-@ui
+@ui.inline(RANK_STAY)
 def on_rank_skip(s: UserSession, token):
     s.rank_assignment = _on_screen(token)
     return _rank_page(s, handlers.rank_skip(s).message)
 
 
-@ui
-def on_progress_write(s: UserSession):
-    return handlers.progress(s, "write").line("write")
+def _back(kind: str, how: str):
+    """The listener of Undo or Previous item on one page (`how`: undo | previous): that item back on screen."""
+    page, stay = (_write_page, WRITE_STAY) if kind == "write" else (_rank_page, RANK_STAY)
+
+    def listener(s: UserSession):
+        return page(s, getattr(handlers, how)(s, kind).message, "info")
+
+    listener.__name__ = f"on_{kind}_{how}"  # gradio's API name: on_write_undo, on_rank_previous, ...
+    return ui.inline(stay)(listener)
 
 
-@ui
-def on_progress_rank(s: UserSession):
-    return handlers.progress(s, "rank").line("rank")
+on_write_undo, on_write_previous, on_rank_undo, on_rank_previous = (
+    _back(kind, how) for kind in ("write", "rank") for how in ("undo", "previous"))
 
 
-@ui
-def on_admin_refresh(s: UserSession):
-    settings = admin.admin_get_settings(s)
-    models = admin.admin_model_choices(s)
-    return (admin.admin_counts(s), gr.update(choices=models), settings["guidelines"], settings["write_overlap"],
-            settings["rank_overlap"], settings["max_candidates"], settings["lease_minutes"], settings["demos_as_candidates"])
+def _mine(s: UserSession, message: str = "", tone: str = "ok") -> tuple:
+    items = handlers.my_items(s)
+    choices = [(f"{it.finished} · {it.kind} · {it.prompt_ref} · {it.state}", it.assignment_id) for it in items if it.can_change]
+    return (s, [it.row() for it in items], gr.update(choices=choices, value=None), render.message(message, tone))
 
 
-@ui
-def on_admin_import(s: UserSession, file):
-    """The one-line result (or error) in the result box; the upload is cleared for the next file."""
-    path = getattr(file, "name", file)
-    try:
-        message = admin.admin_import_prompts(s, path)
-    except PermissionError:  # a refusal stays a refusal (a gr.Error), not a result line
-        raise
-    except RlhfError as e:
-        message = f"error: {e}"
-    return message, admin.admin_counts(s), None
+@ui.inline(lambda s, message, *inputs: (s, gr.update(), gr.update(), render.message(message, "error")))
+def on_my_items(s: UserSession):
+    return _mine(s)
 
 
-@ui
-def on_admin_generate(s: UserSession, model: str, prompts_ref: str, k):
-    return admin.admin_generate(s, model, prompts_ref, k)
+def _open_failed(s: UserSession, message: str, *inputs) -> tuple:
+    return (s, gr.update(), *[gr.update()] * (WRITE_OUTPUTS + RANK_OUTPUTS - 2), render.message(message, "error"))
 
 
-@ui
-def on_admin_jobs(s: UserSession):
-    return admin.admin_jobs(s), admin.admin_counts(s)
-
-
-@ui
-def on_admin_create_user(s: UserSession, name: str, role: str, password: str):
-    return admin.admin_create_user(s, name, role, password), "", admin.admin_counts(s)
-
-
-@ui
-def on_admin_snapshot(s: UserSession, name: str, include_pending: bool):
-    return admin.admin_snapshot(s, name, include_pending)
-
-
-@ui
-def on_admin_save_settings(s: UserSession, guidelines, write_overlap, rank_overlap, max_candidates, lease, demos):
-    msg = admin.admin_save_settings(s, guidelines=guidelines, write_overlap=write_overlap, rank_overlap=rank_overlap,
-                                       max_candidates=max_candidates, lease_minutes=lease, demos_as_candidates=demos)
-    return msg, admin.admin_counts(s)
-
-
-@ui
-def on_admin_sync(s: UserSession):
-    return admin.admin_refresh_queue(s), admin.admin_counts(s)
+@ui.inline(_open_failed)
+def on_my_open(s: UserSession, assignment_id):
+    """Open one of my items again on its page (and go there); the other page is left as it is."""
+    kind, receipt = handlers.reopen(s, assignment_id)
+    write = _write_page(s, receipt.message, "info")[1:] if kind == "write" else [gr.update()] * (WRITE_OUTPUTS - 1)
+    rank = _rank_page(s, receipt.message, "info")[1:] if kind == "rank" else [gr.update()] * (RANK_OUTPUTS - 1)
+    return (s, gr.Tabs(selected=kind), *write, *rank, "")
 
 
 # --------------------------------------------------------------------------- layout, one tab each
@@ -161,19 +193,35 @@ def on_admin_sync(s: UserSession):
 
 @contextlib.contextmanager
 def _task_tab(title: str, kind: str) -> Iterator[SimpleNamespace]:
-    """A labeling tab: the progress line on top, the work (the block's body) on the left, the guidelines on the right.
+    """A labeling tab: progress on top, the work (the block's body) on the left, the guidelines (a drawer) on the right.
 
-    Yields the page's namespace: `tab` and `progress` at once, `guidelines` once the block has ended.
+    Yields the page's namespace: `tab` and `progress` at once, `guidelines` and `drawer` once the block has ended.
     """
     page = SimpleNamespace()
     with gr.Tab(title, id=kind, elem_id=f"tab-{kind}") as page.tab:
-        page.progress = gr.Markdown(elem_id=f"progress-{kind}")
+        page.progress = gr.HTML(elem_id=f"progress-{kind}")
         with gr.Row():
-            with gr.Column(scale=3):
+            with gr.Column(scale=3, min_width=320):
                 yield page
-            with gr.Column(scale=2):
-                gr.Markdown("### Guidelines")
-                page.guidelines = gr.Markdown(elem_id=f"{kind}-guidelines")
+            with gr.Column(scale=2, min_width=320):
+                with gr.Accordion(f"{title} guidelines", open=True, elem_id=f"{kind}-guidelines-drawer",
+                                  elem_classes=["guidelines-drawer"]) as page.drawer:
+                    page.guidelines = gr.Markdown(elem_id=f"{kind}-guidelines")
+
+
+def _buttons(kind: str, submit: str) -> SimpleNamespace:
+    """Submit, (Save draft,) Skip, Undo (shown after a submit or skip), Previous item; the key hints (not on phones)."""
+    b = SimpleNamespace()
+    with gr.Row():
+        b.submit = gr.Button(submit, variant="primary", elem_id=f"{kind}-submit")
+        if kind == "write":
+            b.draft = gr.Button("Save draft", elem_id="write-draft")
+        b.skip = gr.Button("Skip", elem_id=f"{kind}-skip")
+        b.undo = gr.Button("Undo", elem_id=f"{kind}-undo", visible=False)
+        b.previous = gr.Button("Previous item", elem_id=f"{kind}-previous")
+    gr.HTML(render.key_hints(kind))
+    b.msg = gr.HTML(elem_id=f"{kind}-message")
+    return b
 
 
 def _write_tab() -> SimpleNamespace:
@@ -181,78 +229,37 @@ def _write_tab() -> SimpleNamespace:
         prompt = gr.HTML(elem_id="write-prompt")
         page.answer = gr.Textbox(label="Your ideal answer", lines=8, max_lines=30, elem_id="write-answer",
                                  placeholder="Write the answer the best assistant would give.")
-        with gr.Row():
-            page.submit = gr.Button("Submit (Ctrl+Enter)", variant="primary", elem_id="write-submit")
-            page.draft = gr.Button("Save draft (Ctrl+S)", elem_id="write-draft")
-            page.skip = gr.Button("Skip (S)", elem_id="write-skip")
-        page.msg = gr.Markdown(elem_id="write-message")
-    page.view = [prompt, page.answer, page.guidelines, page.progress, page.msg]
+        page.b = _buttons("write", "Submit")
+    page.view = [prompt, page.answer, page.guidelines, page.drawer, page.progress, page.b.msg, page.b.undo]
     return page
 
 
 def _rank_tab() -> SimpleNamespace:
     with _task_tab("Rank", "rank") as page:
         prompt = gr.HTML(elem_id="rank-prompt")
-        slots = RankSlots.layout("cand-{i}", "cand-rank-{i}", "Rank of answer {letter}", text_id="cand-text-{i}",
-                                 classes=["cand-slot"])  # these ids: the keyboard script (render.KEYBOARD_JS)
-        gr.HTML('<div id="order-preview"></div>')
+        slots = RankSlots.layout("cand-{i}", "cand-rank-{i}", "Rank of answer {letter}", text_id="cand-text-{i}")
+        gr.HTML('<div id="order-preview" class="order-preview"></div>')
         with gr.Row():
             page.all_bad = gr.Checkbox(label="All bad: none of these is acceptable", elem_id="rank-all-bad")
             page.reason = gr.Textbox(label="Reason (optional, one line)", max_lines=1, elem_id="rank-reason")
-        with gr.Row():
-            page.submit = gr.Button("Submit (Enter)", variant="primary", elem_id="rank-submit")
-            page.skip = gr.Button("Skip (S)", elem_id="rank-skip")
-        msg = gr.Markdown(elem_id="rank-message")
+        page.b = _buttons("rank", "Submit")
     page.radios = slots.radios
-    page.view = [prompt, *slots.components, page.all_bad, page.reason, page.guidelines, page.progress, msg]
+    page.view = [prompt, *slots.components, page.all_bad, page.reason, page.guidelines, page.drawer, page.progress,
+                 page.b.msg, page.b.undo]
     return page
 
 
-def _admin_tab() -> SimpleNamespace:
-    with gr.Tab("Admin", id="admin", elem_id="tab-admin", visible=False) as tab:
+def _mine_tab() -> SimpleNamespace:
+    with gr.Tab("My items", id="mine", elem_id="tab-mine") as tab:
+        gr.Markdown("Your finished items, newest first. Open one to change it: the change is stored as a new "
+                    "version and the earlier one is kept. An answer an expert has reviewed can no longer change.")
+        table = gr.Dataframe(headers=history.ITEM_COLUMNS, datatype="str", interactive=False, elem_id="mine-table")
         with gr.Row():
-            counts = gr.Dataframe(headers=["what", "state", "count"], interactive=False, label="Counts per state")
-            refresh = gr.Button("Refresh counts and settings", elem_id="admin-refresh")
-        with gr.Accordion("Import prompts (JSONL, validated like rlhf import prompts: all or nothing)", open=True):
-            upload = gr.File(label="prompts .jsonl", file_types=[".jsonl"], elem_id="admin-upload")
-            import_btn = gr.Button("Import", elem_id="admin-import")
-            import_msg = gr.Textbox(label="Result", interactive=False, elem_id="admin-import-msg")
-        with gr.Accordion("Generate candidates (rlhf generate, in the background)", open=False):
-            with gr.Row():
-                gen_model = gr.Dropdown(["sft@latest"], value="sft@latest", allow_custom_value=True,
-                                        label="Model version (NAME@vN, NAME@latest, built-in or a folder)")
-                gen_prompts = gr.Textbox(label="Prompts snapshot", value="prompts@latest")
-                gen_k = gr.Number(label="K answers per prompt", value=4, precision=0)
-            with gr.Row():
-                gen_btn = gr.Button("Generate")
-                jobs_btn = gr.Button("Check jobs")
-            gen_msg = gr.Textbox(label="Jobs", interactive=False, lines=6)
-        with gr.Accordion("Users", open=False):
-            with gr.Row():
-                new_name = gr.Textbox(label="Name", elem_id="admin-user-name")
-                new_role = gr.Dropdown(["annotator", "expert", "admin"], value="annotator", label="Role")
-                new_password = gr.Textbox(label="Password (8+ characters)", type="password")
-            user_btn = gr.Button("Create user", elem_id="admin-create-user")
-            user_msg = gr.Textbox(label="Result", interactive=False, elem_id="admin-user-msg")
-        with gr.Accordion("Snapshot a dataset", open=False):
-            with gr.Row():
-                snap_name = gr.Dropdown(list(DATASETS), value="sft", label="Dataset")
-                snap_pending = gr.Checkbox(label="Include items not yet approved by an expert")
-            snap_btn = gr.Button("Snapshot")
-            snap_msg = gr.Textbox(label="Result", interactive=False)
-        with gr.Accordion("Project settings", open=False):
-            guidelines = gr.Textbox(label="Guidelines (markdown)", lines=10)
-            with gr.Row():
-                write_n = gr.Number(label="Write overlap N", precision=0)
-                rank_n = gr.Number(label="Rank overlap N", precision=0)
-                max_k = gr.Number(label="Max candidates K", precision=0)
-                lease = gr.Number(label="Open item held for (minutes)", precision=0)
-                demos = gr.Checkbox(label="Add submitted demonstrations as human candidates")
-            with gr.Row():
-                set_btn = gr.Button("Save settings")
-                sync_btn = gr.Button("Refresh queue from the store")
-            set_msg = gr.Textbox(label="Result", interactive=False)
-    return SimpleNamespace(settings=[guidelines, write_n, rank_n, max_k, lease, demos], **locals())  # every component above
+            pick = gr.Dropdown([], label="Item to change", elem_id="mine-pick")
+            open_btn = gr.Button("Open it to change", elem_id="mine-open")
+            refresh = gr.Button("Refresh", elem_id="mine-refresh")
+        msg = gr.HTML(elem_id="mine-message")
+    return SimpleNamespace(tab=tab, table=table, pick=pick, open=open_btn, refresh=refresh, msg=msg)
 
 
 def build_ui() -> gr.Blocks:
@@ -261,33 +268,34 @@ def build_ui() -> gr.Blocks:
         # the assignment on screen, sent back with every submit: the event's own submission token
         write_token = gr.Number(visible=False, precision=0, elem_id="write-token")
         rank_token = gr.Number(visible=False, precision=0, elem_id="rank-token")
-        with gr.Row():
-            header = gr.Markdown("Signed in", elem_id="header")
-        with gr.Tabs():
-            w, r, a = _write_tab(), _rank_tab(), _admin_tab()
-            review_layout.add_review_tabs(demo)  # the experts' pages (issue 6): hidden unless expert or admin
+        with gr.Row(equal_height=True):
+            header = gr.HTML("Signing in…", elem_id="header")
+            logout = gr.Button("Log out", size="sm", elem_id="logout", scale=0, min_width=90)
+        # the tab gradio selects as the page mounts gets a select event: "My items" takes no lease; on_load then
+        # selects the role's landing tab, and that tab's select event loads it (an annotator's Write takes an item)
+        with gr.Tabs(elem_id="tabs", selected="mine") as tabs:
+            w, r, m = _write_tab(), _rank_tab(), _mine_tab()
+            admin_tab = admin_layout.add_admin_tab(state)
+            review_tabs = review_layout.add_review_tabs(demo)  # the experts' pages: hidden unless expert or admin
 
         # Register listeners
         write_view = [state, write_token, *w.view]
         rank_view = [state, rank_token, *r.view]
-        demo.load(on_load, [state], [state, header, a.tab, *write_view[1:], *rank_view[1:]])
-        w.submit.click(on_write_submit, [state, write_token, w.answer], write_view)
-        w.skip.click(on_write_skip, [state, write_token], write_view)
-        w.draft.click(on_write_draft, [state, write_token, w.answer], [w.msg])
-        rank_inputs = [state, rank_token, *r.radios, r.all_bad, r.reason]
-        r.submit.click(on_rank_submit, rank_inputs, rank_view)
-        r.reason.submit(on_rank_submit, rank_inputs, rank_view)
-        r.skip.click(on_rank_skip, [state, rank_token], rank_view)
-        w.tab.select(on_progress_write, [state], [w.progress])
-        r.tab.select(on_progress_rank, [state], [r.progress])
-        a.refresh.click(on_admin_refresh, [state], [a.counts, a.gen_model, *a.settings])
-        a.tab.select(on_admin_refresh, [state], [a.counts, a.gen_model, *a.settings])
-        a.import_btn.click(on_admin_import, [state, a.upload], [a.import_msg, a.counts, a.upload])
-        a.gen_btn.click(on_admin_generate, [state, a.gen_model, a.gen_prompts, a.gen_k], [a.gen_msg])
-        a.jobs_btn.click(on_admin_jobs, [state], [a.gen_msg, a.counts])
-        a.user_btn.click(on_admin_create_user, [state, a.new_name, a.new_role, a.new_password],
-                         [a.user_msg, a.new_password, a.counts])
-        a.snap_btn.click(on_admin_snapshot, [state, a.snap_name, a.snap_pending], [a.snap_msg])
-        a.set_btn.click(on_admin_save_settings, [state, *a.settings], [a.set_msg, a.counts])
-        a.sync_btn.click(on_admin_sync, [state], [a.set_msg, a.counts])
+        mine_view = [state, m.table, m.pick, m.msg]
+        demo.load(on_load, [state], [state, header, tabs, admin_tab, *review_tabs.values()])
+        logout.click(None, js=LOGOUT_JS)
+        w.tab.select(on_write_open, [state], write_view)
+        w.b.submit.click(on_write_submit, [state, write_token, w.answer], write_view)
+        w.b.skip.click(on_write_skip, [state, write_token, w.answer], write_view)
+        w.b.draft.click(on_write_draft, [state, write_token, w.answer], [w.b.msg])
+        w.b.undo.click(on_write_undo, [state], write_view)
+        w.b.previous.click(on_write_previous, [state], write_view)
+        r.tab.select(on_rank_open, [state], rank_view)
+        r.b.submit.click(on_rank_submit, [state, rank_token, *r.radios, r.all_bad, r.reason], rank_view)
+        r.b.skip.click(on_rank_skip, [state, rank_token], rank_view)
+        r.b.undo.click(on_rank_undo, [state], rank_view)
+        r.b.previous.click(on_rank_previous, [state], rank_view)
+        m.tab.select(on_my_items, [state], mine_view)
+        m.refresh.click(on_my_items, [state], mine_view)
+        m.open.click(on_my_open, [state, m.pick], [state, tabs, *write_view[1:], *rank_view[1:], m.msg])
     return demo

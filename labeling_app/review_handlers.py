@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import select
 
 from labeling_app import render
-from rlhf.data.accounts import REVIEWERS, require
+from rlhf.data.accounts import ADMINS, REVIEWERS, require
 from rlhf.data.formats import ranks_to_order
 from rlhf.data.store import session_scope
 from rlhf.data.store.models import Prompt, Response
@@ -213,7 +213,7 @@ class AdjudicationView:
         if self.prompt_id is None:
             return render.notice("No contested items: every prompt ranked by several annotators is above the threshold "
                                  "or already adjudicated.")
-        return render.conversation(self.messages)
+        return render.conversation(self.messages, item=f"adjudicate:{self.prompt_id}")
 
     def candidate_html(self) -> list[str]:
         return [render.candidate(i, t) for i, t in enumerate(self.candidates)]
@@ -278,11 +278,14 @@ class ABView:
     left: str = ""  # shown as "Answer A"
     right: str = ""  # shown as "Answer B"
     message: str = ""
+    closed: bool = False  # the session takes no more judgements
 
     @property
     def progress(self) -> str:
         if self.session_id is None:
             return "No review session yet: create one with `rlhf review-session create`."
+        if self.closed:
+            return f"Session ab#{self.session_id} is closed: judging has ended; its report names the models."
         if self.item_id is None:
             return f"Session ab#{self.session_id}: you have judged every pair ({self.judged}/{self.total}). Thank you!"
         return f"Session ab#{self.session_id} · pair {self.number} of {self.total} · you judged {self.judged}"
@@ -300,7 +303,8 @@ def ab_sessions(s: ReviewSession) -> list[tuple[str, int]]:
     """(label, id) of every session, newest first; labels name no model (judges stay blind)."""
     with session_scope() as db:
         require(db, s.username, REVIEWERS, "A/B sessions")
-        return [(f"ab#{sess.id} · {sess.prompts_ref} · {items} pairs", sess.id) for sess, items, _ in ab.list_sessions(db)]
+        return [(f"ab#{sess.id} · {sess.prompts_ref} · {items} pairs" + (" · closed" if sess.closed_at else ""), sess.id)
+                for sess, items, _ in ab.list_sessions(db)]
 
 
 def ab_next(s: ReviewSession, session_id: int | None, message: str = "") -> ABView:
@@ -309,6 +313,8 @@ def ab_next(s: ReviewSession, session_id: int | None, message: str = "") -> ABVi
         user = require(db, s.username, REVIEWERS, "A/B judging")
         if session_id in (None, ""):
             return ABView(None, message=message)
+        if ab.get_session(db, session_id).closed_at is not None:
+            return ABView(int(session_id), closed=True, message=message)
         pair = ab.next_pair(db, session_id, user)
         if pair is None:
             items = next((n for sess, n, _ in ab.list_sessions(db) if sess.id == int(session_id)), 0)
@@ -328,22 +334,48 @@ def ab_judge(s: ReviewSession, session_id: int, item_id: int, choice: str, reaso
     return ab_next(s, session_id, message=f"Recorded: {said}.")
 
 
-def ab_report(s: ReviewSession, session_id: int) -> tuple[str, str | None]:
-    """(markdown, plot path) of a session's report: win rate of B with its 95% interval, tags, agreement."""
+def ab_report(s: ReviewSession, session_id: int, message: str = "") -> tuple[str, str | None]:
+    """(markdown, plot path) of a session's report: win rate of B with its 95% interval, tags, agreement.
+
+    By the reveal rule (`rlhf.review.ab`): while the session is open an expert sees only their own
+    judgements and no model names; an admin, or anyone once it is closed, sees everything."""
     if session_id in (None, ""):
         raise RlhfError("pick a session first")
     with session_scope() as db:
-        require(db, s.username, REVIEWERS, "A/B report")
-        rep = ab.session_report(db, session_id)
+        user = require(db, s.username, REVIEWERS, "A/B report")
+        rep = ab.session_report(db, session_id, viewer=user)
     path = reports.ab_plot(rep, _tmp_png("rlhf-ab-")) if rep.overall.n else None
-    return reports.ab_markdown(rep), str(path) if path else None
+    head = [f"**{message}**"] if message else []
+    if not rep.revealed:
+        head.append("*This session is still open: the report shows only your own judgements and hides the model "
+                    "names, so nothing anchors the pairs left to judge. An admin closes it to reveal everything.*")
+    return "\n\n".join([*head, reports.ab_markdown(rep)]), str(path) if path else None
+
+
+def ab_close(s: ReviewSession, session_id: int) -> str:
+    """An admin ends judging of a session and reveals its report to every judge; one line about it."""
+    if session_id in (None, ""):
+        raise RlhfError("pick a session first")
+    with session_scope() as db:
+        user = require(db, s.username, ADMINS, "close an A/B session")
+        sess, now = ab.close_session(db, session_id, user)
+        return f"ab#{sess.id} {'is now closed' if now else 'was already closed'}: every judge sees this report."
+
+
+def _has_role(s: ReviewSession, roles: tuple[str, ...]) -> bool:
+    try:
+        with session_scope() as db:
+            require(db, s.username, roles, "see these pages")
+        return True
+    except PermissionError:
+        return False
+
+
+def is_admin(s: ReviewSession) -> bool:
+    """Whether the caller sees the admin-only controls of these pages (cosmetics only: every handler checks again)."""
+    return _has_role(s, ADMINS)
 
 
 def can_review(s: ReviewSession) -> bool:
     """Whether the caller may see the expert pages (cosmetics only: every handler checks again)."""
-    try:
-        with session_scope() as db:
-            require(db, s.username, REVIEWERS, "review pages")
-        return True
-    except PermissionError:
-        return False
+    return _has_role(s, REVIEWERS)

@@ -7,8 +7,9 @@ its `gr.Tabs()`, after the annotator tabs:
 
     review_layout.add_review_tabs(demo)
 
-The tabs start hidden; a `demo.load` listener shows them to experts and admins only (cosmetics:
-every handler checks the role again on the server).
+The tabs start hidden; app.py's load listener shows them to experts and admins only, in the same
+response as the header (cosmetics: every handler checks the role again on the server). A mistake (a
+rejection without a reason, an incomplete adjudication) is shown next to its buttons (`@ui.inline`).
 """
 
 from __future__ import annotations
@@ -20,11 +21,12 @@ import gradio as gr
 from labeling_app import render
 from labeling_app import review_handlers as rh
 from labeling_app.listeners import listener
-from labeling_app.slots import RankSlots
+from labeling_app.slots import MAX_SLOTS, RankSlots
 from rlhf.review import reports
 from rlhf.review.agreement import DEFAULT_THRESHOLD
 
 KIND_CHOICES = [("all kinds", ""), ("demonstrations", "demonstration"), ("rankings", "ranking")]
+TABS = ("review", "agreement", "adjudicate", "ab")  # what add_review_tabs returns, in this order
 
 ui = listener(rh.ReviewSession, prefix="review_")  # the prefix keeps gradio's API names apart from the app's
 
@@ -56,7 +58,7 @@ def _review_tab() -> SimpleNamespace:
                     approve = gr.Button("Approve", variant="primary", elem_id="review-approve")
                     reject = gr.Button("Reject", variant="stop", elem_id="review-reject")
                     save = gr.Button("Save edit as a new version", elem_id="review-edit")
-                msg = gr.Markdown(elem_id="review-message")
+                msg = gr.HTML(elem_id="review-message")
             with gr.Column(scale=1):
                 gr.Markdown("### History of this item")
                 history = gr.Markdown(elem_id="review-history")
@@ -73,7 +75,9 @@ def _agreement_tab() -> SimpleNamespace:
             simulated = gr.Checkbox(label="Include simulated annotators", elem_id="agreement-simulated")
             refresh = gr.Button("Refresh", elem_id="agreement-refresh")
         summary = gr.Markdown(elem_id="agreement-summary")
-        plot = gr.Image(type="filepath", label="Agreement and bias", interactive=False, elem_id="agreement-plot")
+        gr.Markdown("#### Agreement and bias")  # a heading above, not gradio's label badge over the plot's first title
+        plot = gr.Image(type="filepath", label="Agreement and bias", show_label=False, interactive=False,
+                        elem_id="agreement-plot")
         items = gr.Dataframe(headers=reports.AGREEMENT_ITEM_COLUMNS, interactive=False, label="Items ranked by 2+ annotators")
         people = gr.Dataframe(headers=reports.AGREEMENT_ANNOTATOR_COLUMNS, interactive=False, label="Annotators")
     return SimpleNamespace(tab=tab, inputs=[threshold, simulated], refresh=refresh, view=[summary, plot, items, people])
@@ -88,10 +92,13 @@ def _adjudicate_tab() -> SimpleNamespace:
         item = gr.Dropdown([], label="Item on screen", elem_id="adjudicate-item")
         prompt = gr.HTML(elem_id="adjudicate-prompt")
         slots = RankSlots.layout("adj-cand-{i}", "adj-rank-{i}", "Your rank of answer {letter}")
+        gr.HTML('<div id="adj-order-preview" class="order-preview"></div>')
         ranks = gr.Dataframe(interactive=False, label="The annotators' ranks (1 = best)")
-        reason = gr.Textbox(label="Why this order (required, kept with the decision)", elem_id="adjudicate-reason")
+        reason = gr.Textbox(label="Why this order (required, kept with the decision)", max_lines=1,
+                            elem_id="adjudicate-reason")
         submit = gr.Button("Record as consensus", variant="primary", elem_id="adjudicate-submit")
-        msg = gr.Markdown(elem_id="adjudicate-message")
+        gr.HTML(render.key_hints("adjudicate"))
+        msg = gr.HTML(elem_id="adjudicate-message")
     return SimpleNamespace(tab=tab, threshold=threshold, refresh=refresh, item=item, reason=reason, submit=submit,
                            radios=slots.radios, view=[table, item, prompt, *slots.components, ranks, reason, msg])
 
@@ -108,18 +115,21 @@ def _ab_tab() -> SimpleNamespace:
             left = gr.HTML(elem_id="ab-left")
             right = gr.HTML(elem_id="ab-right")
         with gr.Row():
-            choose = {"left": gr.Button("A is better", variant="primary", elem_id="ab-choose-a"),
-                      "tie": gr.Button("Tie", elem_id="ab-choose-tie"),
-                      "right": gr.Button("B is better", variant="primary", elem_id="ab-choose-b")}
+            choose = {"left": gr.Button("A is better", variant="primary", elem_id="ab-choose-a", interactive=False),
+                      "tie": gr.Button("Tie", elem_id="ab-choose-tie", interactive=False),
+                      "right": gr.Button("B is better", variant="primary", elem_id="ab-choose-b", interactive=False)}
         reason = gr.Textbox(label="Why (optional)", max_lines=2, elem_id="ab-reason")
-        msg = gr.Markdown(elem_id="ab-message")
-        with gr.Accordion("Session report (reveals the models)", open=False):
-            report_btn = gr.Button("Show report", elem_id="ab-report")
-            report_plot = gr.Image(type="filepath", interactive=False, label="Win rate of B")
+        msg = gr.HTML(elem_id="ab-message")
+        with gr.Accordion("Session report (names the models once the session is closed)", open=False):
+            with gr.Row():
+                report_btn = gr.Button("Show report", elem_id="ab-report")
+                close_btn = gr.Button("Close this session (admins: ends judging, reveals the models)",
+                                      variant="stop", elem_id="ab-close", visible=False)
+            report_plot = gr.Image(type="filepath", interactive=False, label="Win rate of B", show_label=False)
             report = gr.Markdown(elem_id="ab-report-md")
     return SimpleNamespace(tab=tab, session=session, refresh=refresh, item=item, reason=reason, choose=choose,
-                           report_btn=report_btn, report=[report_plot, report],
-                           view=[item, progress, prompt, left, right, reason, msg])
+                           report_btn=report_btn, close_btn=close_btn, report=[report_plot, report],
+                           view=[item, progress, prompt, left, right, reason, msg, *choose.values()])
 
 
 # --------------------------------------------------------------------------- view -> components
@@ -131,18 +141,37 @@ def _queue_out(v: rh.QueueView) -> tuple:
     return (gr.update(choices=[("all tags", "")] + [(t, t) for t in v.tags]),
             gr.update(choices=[("all annotators", "")] + [(a, a) for a in v.annotators]),
             v.summary, v.rows, gr.update(choices=v.keys, value=item.key if item else None), v.item_html(),
-            gr.update(value=item.answer if demo else "", interactive=demo), "", v.message, v.history_md())
+            gr.update(value=item.answer if demo else "", interactive=demo), "", render.message(v.message, "ok"),
+            v.history_md())
 
 
 def _adj_out(v: rh.AdjudicationView) -> tuple:
     headers = ["annotator"] + [f"answer {render.LETTERS[i]}" for i in range(v.k)]
     return (v.rows, gr.update(choices=v.choices, value=v.prompt_id), v.item_html(), *RankSlots.show(v.candidate_html()),
-            gr.update(value=v.annotator_ranks, headers=headers) if v.k else [], "", v.message)
+            gr.update(value=v.annotator_ranks, headers=headers) if v.k else [], "", render.message(v.message, "ok"))
 
 
 def _ab_out(v: rh.ABView) -> tuple:
+    """The pair on screen; the A/B buttons work only while there is one (no open session: inactive)."""
     left, right = v.answers_html()
-    return v.item_id, v.progress, v.prompt_html(), left, right, "", v.message
+    active = gr.update(interactive=v.item_id is not None)
+    return v.item_id, v.progress, v.prompt_html(), left, right, "", render.message(v.message, "ok"), *[active] * 3
+
+
+def _stay(n: int, at: int):
+    """An inline mistake: the page as it is (n outputs after the state), the message (error tone) in output `at`."""
+
+    def view(rs, message: str, *inputs) -> tuple:
+        out = [gr.update()] * n
+        out[at] = render.message(message, "error")
+        return (rs, *out)
+
+    return view
+
+
+QUEUE_STAY = _stay(10, 8)  # _queue_out: tag, annotator, summary, table, item, html, edit, reason, message, history
+ADJ_STAY = _stay(3 * MAX_SLOTS + 6, 3 * MAX_SLOTS + 5)  # _adj_out: table, item, prompt, slots, ranks, reason, message
+AB_STAY = _stay(10, 6)  # _ab_out: item, progress, prompt, left, right, reason, message, three buttons
 
 
 def _threshold(thr) -> float:
@@ -154,8 +183,8 @@ def _threshold(thr) -> float:
 
 @ui
 def on_load(rs):
-    show = rh.can_review(rs)
-    return (rs, *[gr.update(visible=show, interactive=show)] * 4)
+    """The admin-only controls of these pages (app.py's on_load shows the tabs). Never refuses: hides them instead."""
+    return rs, gr.update(visible=rh.is_admin(rs))
 
 
 @ui
@@ -168,17 +197,17 @@ def on_open(rs, key, kind, tag, ann):
     return (rs, *_queue_out(rh.review_queue(rs, kind or "", tag or "", ann or "", key)))
 
 
-@ui
+@ui.inline(QUEUE_STAY)
 def on_approve(rs, key, reason, kind, tag, ann):
     return (rs, *_queue_out(rh.review_approve(rs, key, reason, kind or "", tag or "", ann or "")))
 
 
-@ui
+@ui.inline(QUEUE_STAY)
 def on_reject(rs, key, reason, kind, tag, ann):
     return (rs, *_queue_out(rh.review_reject(rs, key, reason, kind or "", tag or "", ann or "")))
 
 
-@ui
+@ui.inline(QUEUE_STAY)
 def on_edit(rs, key, text, reason, kind, tag, ann):
     return (rs, *_queue_out(rh.review_edit(rs, key, text, reason, kind or "", tag or "", ann or "")))
 
@@ -194,7 +223,7 @@ def on_adjudication(rs, thr, prompt_id=None):
     return (rs, *_adj_out(rh.adjudication_queue(rs, _threshold(thr), prompt_id)))
 
 
-@ui
+@ui.inline(ADJ_STAY)
 def on_adjudicate(rs, thr, prompt_id, reason, *ranks):
     return (rs, *_adj_out(rh.adjudicate_submit(rs, prompt_id, list(ranks), reason, _threshold(thr))))
 
@@ -219,12 +248,18 @@ def _on_ab_choice(choice: str):
         return (rs, *_ab_out(rh.ab_judge(rs, session_id, item_id, choice, reason)))
 
     on_ab.__name__ = f"on_ab_{choice}"
-    return ui(on_ab)
+    return ui.inline(AB_STAY)(on_ab)
 
 
-@ui
+@ui.inline(lambda rs, message, *inputs: (rs, gr.update(), render.message(message, "error")))
 def on_ab_report(rs, session_id):
     md, path = rh.ab_report(rs, session_id)
+    return rs, path, md
+
+
+@ui.inline(lambda rs, message, *inputs: (rs, gr.update(), render.message(message, "error")))
+def on_ab_close(rs, session_id):
+    md, path = rh.ab_report(rs, session_id, rh.ab_close(rs, session_id))
     return rs, path, md
 
 
@@ -234,16 +269,15 @@ def on_ab_report(rs, session_id):
 def add_review_tabs(demo: gr.Blocks) -> dict:
     """Lay out the expert tabs inside the caller's `gr.Blocks` / `gr.Tabs` and register their listeners.
 
-    Returns the tab components by name ("review", "agreement", "adjudicate", "ab"); they start
-    hidden and are shown on page load to experts and admins.
+    Returns the tab components by name (`TABS`); they start hidden and are shown on page load to
+    experts and admins.
     """
     q, a, d, b = _review_tab(), _agreement_tab(), _adjudicate_tab(), _ab_tab()
     state = q.state
 
     # Register listeners
-    tabs = [q.tab, a.tab, d.tab, b.tab]
-    demo.load(on_load, [state], [state, *tabs])
     queue_in, queue_view = [state, *q.filters], [state, *q.view]
+    demo.load(on_load, [state], [state, b.close_btn])
     q.tab.select(on_queue, queue_in, queue_view)
     q.refresh.click(on_queue, queue_in, queue_view)
     for f in q.filters:
@@ -265,4 +299,5 @@ def add_review_tabs(demo: gr.Blocks) -> dict:
     for choice, button in b.choose.items():
         button.click(_on_ab_choice(choice), [state, b.session, b.item, b.reason], [state, *b.view], concurrency_id="ab")
     b.report_btn.click(on_ab_report, [state, b.session], [state, *b.report])
-    return {"review": q.tab, "agreement": a.tab, "adjudicate": d.tab, "ab": b.tab}
+    b.close_btn.click(on_ab_close, [state, b.session], [state, *b.report])
+    return dict(zip(TABS, (q.tab, a.tab, d.tab, b.tab)))

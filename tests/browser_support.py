@@ -1,8 +1,9 @@
 """What the browser tests share: Debian's chromium through playwright, the app served from a subprocess, login.
 
-Both browser test modules start `python -m labeling_app` on a free loopback port over their own
+The browser test modules start `python -m labeling_app` on a free loopback port over their own
 seeded RLHF_HOME (`serve_app`), drive one chromium (`browser` fixture) and log in through the form
-(`open_as`). Screenshots go to test-artifacts/ (git-ignored).
+(`open_as`, one browser context per person unless told otherwise: a phone's viewport, two tabs
+sharing a login). Screenshots go to test-artifacts/ (git-ignored).
 """
 
 from __future__ import annotations
@@ -45,18 +46,25 @@ def browser():
         b.close()
 
 
-def open_as(browser, url: str, name: str):
-    """A new page logged in as `name`; `page.dialogs` collects (and dismisses) any alert the page raises."""
-    page = browser.new_page(viewport={"width": 1280, "height": 1000})
+def open_as(browser, url: str, name: str, context=None, **page_options):
+    """A new page logged in as `name` (in its own browser context unless `context` is given; `page_options` such as
+    a phone's viewport go to `new_context`). `page.dialogs` collects (type, message) of every dialog the page raises,
+    dismissed (an alert, a confirm, the "leave site?" of beforeunload); `page.requests` every URL it asked for."""
+    if context is None:
+        context = browser.new_context(**{"viewport": {"width": 1280, "height": 1000}, **page_options})
+    page = context.new_page()
     page.set_default_timeout(20000)
-    dialogs = []
-    page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+    page.dialogs, page.requests = [], []
+    page.on("dialog", lambda d: (page.dialogs.append((d.type, d.message)), d.dismiss()))
+    page.on("request", lambda r: page.requests.append(r.url))
     page.goto(url + "/")
-    page.get_by_label("username").fill(name)
-    page.get_by_label("password").fill(PASSWORD)
-    page.get_by_role("button", name="Login").click()
+    signed_in = page.locator("#header:has-text('Signed in as')")
+    signed_in.or_(page.get_by_label("password")).first.wait_for()
+    if not signed_in.count():  # a context that is already logged in goes straight to the app
+        page.get_by_label("username").fill(name)
+        page.get_by_label("password").fill(PASSWORD)
+        page.get_by_role("button", name="Login").click()
     page.wait_for_selector("#header:has-text('Signed in as')")
-    page.dialogs = dialogs
     return page
 
 

@@ -174,3 +174,41 @@ def test_cli_create_judge_report(models, tmp_path):
     assert "sampling, temperature 0.7" in (tmp_path / "report.md").read_text()
     out = run_cli("review-session", "report", "ab#9")
     assert out.returncode == 2 and "no review session 'ab#9'; known: ab#1" in out.stderr
+
+
+# --------------------------------------------------------------------------- the reveal rule (issue 13)
+
+
+def test_open_report_is_blind_to_judges_until_an_admin_closes_the_session(workspace, tmp_path):
+    """While open, a judge's report shows their own tally and no model names; an admin's, and everyone's after close, all."""
+    with session_scope() as s:
+        import_prompts(s, write_jsonl(tmp_path / "p.jsonl", PROMPTS[:3]))
+        registry.snapshot(s, "prompts")
+        s.add_all([User(name="eve", role="expert"), User(name="max", role="expert"), User(name="root", role="admin")])
+        s.flush()
+        sid = ab.create_session(s, "sft@v1", "ppo@v1", "prompts@v1", answers=(["a0", "a1", "a2"], ["b0", "b1", "b2"])).id
+        for judge, choice in (("eve", "A"), ("max", "B")):
+            for _ in range(3):
+                pair = ab.next_pair(s, sid, judge)
+                ab.judge(s, judge, pair.item_id, choice)
+    with session_scope() as s:
+        blind = ab.session_report(s, sid, viewer="eve")
+        assert not blind.revealed and list(blind.by_judge) == ["eve"] and blind.overall.n == 3 and not blind.agreement
+        md = reports.ab_markdown(blind)
+        assert "sft@v1" not in md and "ppo@v1" not in md and "max" not in md and ab.HIDDEN in md
+        full = ab.session_report(s, sid, viewer="root")  # an admin sees everything, open or not
+        assert full.revealed and list(full.by_judge) == ["eve", "max"] and full.model_b == "ppo@v1" and full.overall.n == 6
+        assert ab.session_report(s, sid).revealed  # no viewer: the CLI, run by whoever holds the machine
+        with pytest.raises(PermissionError, match="needs the admin role"):
+            ab.close_session(s, sid, by="eve")
+    out = run_cli("review-session", "close", f"ab#{sid}")
+    assert out.returncode == 0 and out.stdout.startswith(f"ab#{sid} closed "), out.stderr
+    assert "was already closed" in run_cli("review-session", "close", str(sid)).stdout  # idempotent
+    assert "closed" in run_cli("review-session", "list").stdout
+    with session_scope() as s:
+        after = ab.session_report(s, sid, viewer="eve")
+        assert after.revealed and list(after.by_judge) == ["eve", "max"] and after.model_a == "sft@v1"
+        assert ab.next_pair(s, sid, "max") is None
+        item = s.scalars(select(ABItem).where(ABItem.session_id == sid)).first()
+        with pytest.raises(RlhfError, match="takes no more judgements"):
+            ab.judge(s, "eve", item.id, "tie")

@@ -72,7 +72,9 @@ def session_list():
         if not rows:
             typer.echo("no review sessions yet: rlhf review-session create --a MODEL@vN --b MODEL@vM --prompts prompts@vK")
         for sess, items, judged in rows:
-            typer.echo(f"ab#{sess.id:<4} {items:>4} items {judged:>5} judgements  {sess.name}  {sess.created_at:%Y-%m-%d %H:%M}")
+            state = "closed" if sess.closed_at else "open"
+            typer.echo(f"ab#{sess.id:<4} {items:>4} items {judged:>5} judgements  {state:<6} {sess.name}  "
+                       f"{sess.created_at:%Y-%m-%d %H:%M}")
 
 
 @session_app.command("judge-simulated")
@@ -90,6 +92,22 @@ def session_judge_simulated(
     lo, hi = rep.overall.interval
     typer.echo(f"{name}: {added} judgements added; B win rate {rep.overall.win_rate:.3f} [{lo:.3f}, {hi:.3f}] "
                f"over {rep.overall.n} judgements ({rep.overall.tie} ties)")
+
+
+@session_app.command("close")
+def session_close(
+        session_id: Annotated[str, typer.Argument(metavar="SESSION", help="ab#ID or ID")],
+        by: Annotated[str | None, typer.Option(help="the admin closing it (checked when given)")] = None):
+    """End judging: the session takes no more judgements and its report shows model names and every judge's tally."""
+    from rlhf.review import ab
+    from rlhf.data.store import session_scope
+
+    with session_scope() as s:
+        sess, now = ab.close_session(s, session_id, by)
+        sid, when = sess.id, sess.closed_at
+    state = "closed" if now else "was already closed"
+    typer.echo(f"ab#{sid} {state} {when:%Y-%m-%d %H:%M} UTC: its report now names the models "
+               f"(rlhf review-session report {sid})")
 
 
 @session_app.command("report")

@@ -17,6 +17,12 @@ The report (`session_report` here; `rlhf.review.reports` renders it as markdown 
 - Ties, a per-tag breakdown (a prompt's tags), per-judge tallies, and inter-expert agreement on
   shared items: percent agreement and Cohen's kappa over the three outcomes (a, b, tie)
   (`rlhf.stats.cohen_kappa`).
+
+Reveal rule: while a session is open (`closed_at` is None) a judge who asks for the report sees
+only their own judgements and no model names, so nothing anchors the pairs still to judge; an
+admin sees everything, and everyone does once an admin closes it (`close_session`, `rlhf
+review-session close`). A closed session takes no more judgements. Callers without a viewer (the
+CLI, run by whoever holds the machine) get the whole report.
 """
 
 from __future__ import annotations
@@ -28,13 +34,13 @@ from dataclasses import dataclass, field
 from itertools import combinations
 from pathlib import Path
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from rlhf.data.accounts import REVIEWERS, require
+from rlhf.data.accounts import ADMINS, REVIEWERS, require
 from rlhf.errors import NotFoundError, RlhfError
 from rlhf.stats import cohen_kappa, wilson_interval
-from rlhf.data.store.models import Prompt, Response, User
+from rlhf.data.store.models import Prompt, Response, User, utcnow
 from rlhf.data.store.review_models import CHOICES, ABItem, ABJudgement, ABSession
 
 SIDE_LABELS = {"left": "A", "right": "B"}  # what a judge sees; model names never reach the page
@@ -178,6 +184,26 @@ def list_sessions(session: Session) -> list[tuple[ABSession, int, int]]:
     return out
 
 
+def close_session(session: Session, session_ref: int | str, by: User | str | None = None) -> tuple[ABSession, bool]:
+    """End judging and reveal the report to every judge: (session, closed now). Closing twice changes nothing.
+
+    `by`: the admin doing it (checked); None for the CLI, run by whoever holds the machine.
+    """
+    if by is not None:
+        require(session, by, ADMINS, "close an A/B session", login=False)
+    ab = get_session(session, session_ref)
+    done = session.execute(update(ABSession).where(ABSession.id == ab.id, ABSession.closed_at.is_(None))
+                           .values(closed_at=utcnow()).execution_options(synchronize_session=False)).rowcount == 1
+    session.refresh(ab)
+    return ab, done
+
+
+def _open(ab: ABSession) -> ABSession:
+    if ab.closed_at is not None:
+        raise RlhfError(f"ab#{ab.id} was closed {ab.closed_at:%Y-%m-%d %H:%M}: it takes no more judgements")
+    return ab
+
+
 # --------------------------------------------------------------------------- judging
 
 
@@ -199,6 +225,8 @@ def next_pair(session: Session, session_ref: int | str, judge: User | str) -> Bl
     """The first item (in presentation order) this judge has not judged yet; None when done."""
     user = require(session, judge, REVIEWERS, "A/B judging", login=False)
     ab = get_session(session, session_ref)
+    if ab.closed_at is not None:
+        return None
     items = session.scalars(select(ABItem).where(ABItem.session_id == ab.id).order_by(ABItem.position, ABItem.id)).all()
     done = set(session.scalars(select(ABJudgement.item_id).join(ABItem, ABJudgement.item_id == ABItem.id)
                                .where(ABItem.session_id == ab.id, ABJudgement.judge_id == user.id)))
@@ -231,6 +259,7 @@ def judge(session: Session, judge_user: User | str, item_id: int, choice: str, r
     item = session.get(ABItem, item_id)
     if item is None:
         raise NotFoundError(f"no A/B item with id {item_id}")
+    _open(session.get(ABSession, item.session_id))
     c = normalize_choice(choice)
     winner = "tie" if c == "tie" else ("a" if (c == "left") == item.a_on_left else "b")
     j = ABJudgement(item_id=item.id, judge_id=user.id, judge_name=user.name, choice=c, winner=winner,
@@ -299,6 +328,7 @@ class ABReport:
     simulated_judges: list[str]
     agreement: list[Agreement]
     per_item: list[ItemVotes] = field(default_factory=list)
+    revealed: bool = True  # False: an open session seen by a judge (their own judgements only, no model names)
 
 
 def latest_judgements(session: Session, session_id: int, humans_only: bool = False) -> list[ABJudgement]:
@@ -313,11 +343,20 @@ def latest_judgements(session: Session, session_id: int, humans_only: bool = Fal
     return list(latest.values())
 
 
-def session_report(session: Session, session_ref: int | str, humans_only: bool = False) -> ABReport:
+HIDDEN = "(hidden until an admin closes the session)"
+
+
+def session_report(session: Session, session_ref: int | str, humans_only: bool = False,
+                   viewer: User | str | None = None) -> ABReport:
+    """The session's report; with a `viewer` (an expert or admin), by the reveal rule in the module docstring."""
     ab = get_session(session, session_ref)
+    user = require(session, viewer, REVIEWERS, "A/B report", login=False) if viewer is not None else None
+    revealed = user is None or user.role in ADMINS or ab.closed_at is not None
     items = {it.id: it for it in session.scalars(select(ABItem).where(ABItem.session_id == ab.id))}
     prompts = {p.id: p for p in session.scalars(select(Prompt).where(Prompt.id.in_([it.prompt_id for it in items.values()])))}
     judgements = latest_judgements(session, ab.id, humans_only)
+    if not revealed:
+        judgements = [j for j in judgements if j.judge_id == user.id]
     overall, by_tag, by_judge = Tally(), defaultdict(Tally), defaultdict(Tally)
     votes: dict[int, Tally] = defaultdict(Tally)
     labels: dict[str, dict[int, str]] = defaultdict(dict)
@@ -340,7 +379,8 @@ def session_report(session: Session, session_ref: int | str, humans_only: bool =
         agreement.append(Agreement(j1, j2, len(shared), sum(a == b for a, b in zip(x, y)) / len(shared), cohen_kappa(x, y)))
     per_item = [ItemVotes(i, prompts[items[i].prompt_id].external_id, list(prompts[items[i].prompt_id].tags), votes[i])
                 for i in sorted(votes, key=lambda i: items[i].position)]
-    return ABReport(session_id=ab.id, name=ab.name, model_a=ab.model_a, model_b=ab.model_b, prompts_ref=ab.prompts_ref,
+    names = (ab.name, ab.model_a, ab.model_b) if revealed else (f"ab#{ab.id} on {ab.prompts_ref}", HIDDEN, HIDDEN)
+    return ABReport(session_id=ab.id, name=names[0], model_a=names[1], model_b=names[2], prompts_ref=ab.prompts_ref,
                     generation=dict(ab.generation), items=len(items), judged_items=len(votes), overall=overall,
                     by_tag=dict(sorted(by_tag.items())), by_judge=dict(sorted(by_judge.items())),
-                    simulated_judges=sorted(simulated), agreement=agreement, per_item=per_item)
+                    simulated_judges=sorted(simulated), agreement=agreement, per_item=per_item, revealed=revealed)

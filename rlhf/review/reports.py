@@ -18,13 +18,14 @@ from rlhf.review.agreement import AgreementReport
 
 
 def _new_figure(ncols: int, figsize: tuple[float, float]):
-    """A matplotlib figure on the file-only backend (no display needed)."""
+    """A matplotlib figure on the file-only backend (no display needed), laid out by matplotlib's constrained
+    layout: legends placed outside an axes get room of their own instead of covering a title or the data."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    return plt.subplots(1, ncols, figsize=figsize)
+    return plt.subplots(1, ncols, figsize=figsize, layout="constrained")
 
 
 def _save(fig, path: str | Path) -> Path:
@@ -32,7 +33,6 @@ def _save(fig, path: str | Path) -> Path:
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
@@ -96,22 +96,25 @@ AGREEMENT_ANNOTATOR_COLUMNS = ["annotator", "rankings", "tau vs consensus", "tau
 
 
 def agreement_plot(rep: AgreementReport, path: str | Path) -> Path:
-    """A PNG: per-item alpha against the threshold, per-annotator tau with the consensus, and both biases."""
-    fig, axes = _new_figure(3, (13, 3.8))
+    """A PNG: per-item alpha against the threshold, per-annotator tau with the consensus, and both biases.
+
+    No legend sits on the data or a title: the threshold is named in its panel's title, the bias legend
+    stands beside its panel, and the top is left free (the app shows the image under its own heading)."""
+    fig, axes = _new_figure(3, (14, 4.2))
     ax = axes[0]
     names = [it.external_id for it in rep.items]
     vals = [0 if math.isnan(it.alpha) else it.alpha for it in rep.items]
     ax.bar(range(len(vals)), vals, color=["tab:red" if it.contested(rep.threshold) else "tab:blue" for it in rep.items])
-    ax.axhline(rep.threshold, color="k", ls="--", lw=1, label=f"threshold {rep.threshold:g}")
-    ax.set_xticks(range(len(vals)), names, rotation=60, ha="right", fontsize=7)
-    ax.set_title(f"alpha per item (overall {fmt(rep.alpha, 2)})")
-    ax.legend(fontsize=7)
+    ax.axhline(rep.threshold, color="k", ls="--", lw=1)
+    ax.set_xticks(range(len(vals)), names, rotation=60, ha="right", rotation_mode="anchor", fontsize=7)
+    ax.set_title(f"alpha per item (overall {fmt(rep.alpha, 2)}; dashed: threshold {rep.threshold:g})", fontsize=10)
     ax = axes[1]
     people = [a for a in rep.annotators if a.rankings]
     ax.bar([a.annotator for a in people], [0 if math.isnan(a.tau_consensus) else a.tau_consensus for a in people])
     ax.set_ylim(-1, 1)
-    ax.set_title("tau with the consensus")
-    ax.tick_params(axis="x", rotation=45, labelsize=7)
+    ax.set_title("tau with the consensus", fontsize=10)
+    ax.set_xticks(range(len(people)), [a.annotator for a in people], rotation=45, ha="right", rotation_mode="anchor",
+                  fontsize=7)
     ax = axes[2]
     x = range(len(people))
     w = 0.2
@@ -119,10 +122,10 @@ def agreement_plot(rep: AgreementReport, path: str | Path) -> Path:
     ax.bar([i - 0.5 * w for i in x], [a.position.chance if a.position.n else 0 for a in people], w, label="chance", alpha=0.5)
     ax.bar([i + 0.5 * w for i in x], [a.length.rate if a.length.n else 0 for a in people], w, label="longest wins")
     ax.bar([i + 1.5 * w for i in x], [a.length.chance if a.length.n else 0 for a in people], w, label="chance ", alpha=0.5)
-    ax.set_xticks(list(x), [a.annotator for a in people], rotation=45, fontsize=7)
-    ax.set_ylim(0, 1)
-    ax.set_title("position and length bias")
-    ax.legend(fontsize=6)
+    ax.set_xticks(list(x), [a.annotator for a in people], rotation=45, ha="right", rotation_mode="anchor", fontsize=7)
+    ax.set_ylim(0, 1.05)
+    ax.set_title("position and length bias", fontsize=10)
+    ax.legend(fontsize=7, loc="lower left", bbox_to_anchor=(1.01, 0.0), frameon=False)  # clear of the corner icons
     return _save(fig, path)
 
 
