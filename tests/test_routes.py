@@ -81,11 +81,10 @@ ANSWERS_FALSE = {"can_review", "is_admin"}
 
 # gradio listener (its function's name; `review_` for the experts' pages) -> roles allowed
 LISTENERS = {
-    "on_load": LABELERS, "on_landing": LABELERS, "on_write_open": LABELERS, "on_write_submit": LABELERS,
+    "on_load": LABELERS, "on_write_open": LABELERS, "on_write_submit": LABELERS,
     "on_write_skip": LABELERS, "on_write_draft": LABELERS, "on_write_undo": LABELERS, "on_write_previous": LABELERS,
     "on_rank_open": LABELERS, "on_rank_submit": LABELERS, "on_rank_skip": LABELERS, "on_rank_undo": LABELERS,
     "on_rank_previous": LABELERS, "on_my_items": LABELERS, "on_my_open": LABELERS,
-    "on_admin_landing": ADMINS,  # on page load: fills the admin page for admins, shows nothing to anyone else
     "on_admin_refresh": ADMINS, "on_admin_import": ADMINS, "on_admin_generate": ADMINS, "on_admin_jobs": ADMINS,
     "on_admin_create_user": ADMINS, "on_admin_snapshot": ADMINS, "on_admin_save_settings": ADMINS,
     "on_admin_sync": ADMINS,
@@ -96,7 +95,7 @@ LISTENERS = {
     "review_on_ab_next": REVIEWERS, "review_on_ab_left": REVIEWERS, "review_on_ab_tie": REVIEWERS,
     "review_on_ab_right": REVIEWERS, "review_on_ab_report": REVIEWERS, "review_on_ab_close": ADMINS,
 }
-HIDES_INSTEAD = {"review_on_load", "on_admin_landing"}  # page-load listeners: empty updates instead of a refusal
+HIDES_INSTEAD = {"review_on_load"}  # a page-load listener: empty updates instead of a refusal
 # inputs a listener checks before the caller (an empty pick): given a value, so that the role check is what answers
 LISTENER_INPUTS = {"review_on_adjudicate": {2: 1}, "review_on_ab_left": {2: 1}, "review_on_ab_tie": {2: 1},
                    "review_on_ab_right": {2: 1}, "review_on_ab_report": {1: 1}, "review_on_ab_close": {1: 1}}
