@@ -15,10 +15,14 @@ Layout (gradio; one "# Register listeners" block each):
 - `render.py`        escaped HTML of conversations and candidates; CSS; keyboard shortcuts
 
 The rest:
-- `auth.py`   login (users table, argon2) for gradio and the API; API tokens
-- `api.py`    the JSON API (`/api/...`) used by scripts and `bench/app_load.py`
-- `state.py`  the small per-tab session state
-- `serve.py`  the app as a subprocess on a free loopback port (browser tests, load bench)
+- `auth.py`     login (users table, argon2) for gradio and the API; API tokens carrying the session version
+- `security.py` the one ASGI guard: allowed origins only on state-changing routes, body limits per route kind,
+                Lax/HttpOnly cookies, login before the app, unexpected errors logged under a reference id
+- `sessions.py` throttled logins (per account and address, backoff, two password checks at a time), gradio
+                sessions that end when the user's session version moves, the login form and POST logout
+- `api.py`      the JSON API (`/api/...`) used by scripts and `bench/app_load.py`
+- `state.py`    the small per-tab session state
+- `serve.py`    the app as a subprocess on a free loopback port (browser tests, load bench)
 
 Imports `rlhf`, never `stages`.
 """
