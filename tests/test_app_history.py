@@ -16,7 +16,7 @@ from sqlalchemy import select
 from app_support import candidates, home, me  # noqa: F401 (home: fixture)
 from labeling_app import app as ui
 from labeling_app import handlers as h
-from labeling_app import history, queue, render, review_handlers, review_layout
+from labeling_app import admin, history, queue, render, review_handlers, review_layout
 from labeling_app.listeners import people_error
 from labeling_app.state import UserSession
 from rlhf.data.store import session_scope
@@ -142,8 +142,6 @@ def test_pace_counts_today_and_the_median(home):
 
 @pytest.mark.skipif("rank_guidelines" not in queue.DEFAULTS, reason="needs the queue.py DEFAULTS entries (see report)")
 def test_separate_guidelines_with_versions_and_a_notice_when_they_change(home):
-    from labeling_app import admin
-
     s = me("ana")
     v = h.rank_next(s)
     assert v.guidelines == queue.DEFAULTS["rank_guidelines"] and v.guidelines_version == 1 and not v.notice
@@ -200,3 +198,18 @@ def test_ab_buttons_are_inactive_without_a_pair_and_closing_is_for_admins(home):
         review_handlers.ab_close(review_handlers.ReviewSession("eve"), 1)
     assert review_handlers.is_admin(review_handlers.ReviewSession("root"))
     assert not review_handlers.is_admin(review_handlers.ReviewSession("eve"))
+
+
+def test_review_and_admin_mistakes_stay_next_to_their_controls(home):
+    from labeling_app import admin_layout
+
+    ana = me("ana")
+    h.write_next(ana)
+    stored = h.write_submit(ana, "An answer.")
+    eve, rs = SimpleNamespace(username="eve"), review_handlers.ReviewSession()
+    out = review_layout.on_reject(eve, rs, f"demonstration:{stored.id}", "  ", "", "", "")
+    assert len(out) == 11 and "needs a reason" in out[9] and "app-msg-error" in out[9]  # no toast, the item stays
+    root = SimpleNamespace(username="root")
+    values = dict(admin.FORM_DEFAULTS, rank_overlap=0)
+    msg, counts = admin_layout.on_admin_save_settings(root, UserSession(), *values.values())
+    assert msg == "error: rank_overlap: 0 is outside 1..50" and counts["__type__"] == "update"
