@@ -116,6 +116,10 @@ CSS = """
   border-radius: 10px; box-shadow: 0 8px 30px rgba(0,0,0,.35); padding: 18px 24px; max-width: 92vw; max-height: 80vh; overflow: auto; }
 #shortcut-sheet td { padding: 2px 12px 2px 0; } #shortcut-sheet kbd { border: 1px solid #999; border-radius: 3px; padding: 0 4px; }
 .dark .msg-user { background: #1e3a5f; } .dark .msg-assistant { background: #333; } .dark .msg-system { background: #4a3f1a; }
+/* gradio marks every output of a failed event with a red "Error" badge over it: the one message (inline, or a
+   single toast) is enough, so the badges never cover the page */
+[data-testid="status-tracker"]:has(.clear-status) { display: none !important; }
+body.session-ended [data-testid="toast-body"] { display: none !important; }  /* the banner says it once */
 @media (hover: none) and (pointer: coarse) { .key-hints { display: none; } }
 @media (max-width: 700px) {
   #rank-prompt { position: sticky; top: 0; z-index: 100; max-height: 32vh; overflow-y: auto;
