@@ -2,12 +2,15 @@
 
 Handlers (plain functions `(session, inputs) -> view`, role-checked, tested without a server):
 - `handlers.py`        write and rank
+- `history.py`         undo, previous item, my items, corrections as new versions, pace
 - `review_handlers.py` the experts' review queue, agreement dashboard, adjudication, blind A/B
 - `admin.py`           imports, candidate generation (a background job), users, snapshots, settings, counts
 - `queue.py`           which item comes next: overlap N, no repeats, no ranking your own answer
 
 Layout (gradio; one "# Register listeners" block each):
-- `app.py`           the annotator and admin tabs (`build_ui`)
+- `app.py`           the annotator tabs: Write, Rank, My items (`build_ui`)
+- `admin_layout.py`  the Admin tab
+- `keyboard.py`      the page script: keys, checks before submit, session end
 - `server.py`        the server (`create_app`: UI + JSON API on one FastAPI app), `launch`
 - `review_layout.py` the experts' tabs, added by `build_ui` after the others
 - `listeners.py`     the one listener wrapper: the caller from the login, people-facing errors as gr.Error

@@ -23,6 +23,7 @@ from typing import Callable
 
 import gradio as gr
 
+from labeling_app import security
 from rlhf.errors import RlhfError
 
 log = logging.getLogger("labeling_app")
@@ -67,6 +68,11 @@ def listener(session_type: type, prefix: str = "") -> Callable:
                 if inline is not None and not isinstance(e, PermissionError):
                     return inline(s, str(e), *args)
                 raise people_error(e) from None
+            except gr.Error:
+                raise
+            except Exception as e:  # a bug, not a person's mistake: logged once with its traceback, a reference shown
+                ref = security.internal_error(e, name)
+                raise gr.Error(security.internal_error_message(ref), duration=None, print_exception=False) from None
 
         # gradio's rule: it passes the request only to a positional parameter annotated with the class
         # gr.Request (it inserts it at that index, before the listener's inputs), and it reads that

@@ -192,8 +192,6 @@ def test_an_unexpected_error_shows_a_reference_not_the_exception(home, monkeypat
         assert c.get("/config").json()["show_error"] is False  # gradio shows no exception text either
 
 
-@pytest.mark.xfail(strict=True, reason="needs the labeling_app/listeners.py edit in the report (an unexpected error "
-                                       "becomes a gr.Error naming security.internal_error's reference)")
 def test_a_listener_shows_a_reference_not_the_exception(home):
     import gradio as gr
 
