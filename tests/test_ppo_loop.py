@@ -94,11 +94,11 @@ def fixed_batch(tr: PPOTrainer):
 def logits_of(tr: PPOTrainer, ids, mask, adapter: bool) -> torch.Tensor:
     m = tr.unwrapped
     with torch.no_grad():
-        trunk = trunk.trunk_forward(m.policy, ids, mask, m.start_layer)
+        states = trunk.trunk_forward(m.policy, ids, mask, m.start_layer)
         if adapter:
-            return m(trunk, mask, 0, with_values=False)[0]
+            return m(states, mask, 0, with_values=False)[0]
         with m.policy.disable_adapter():
-            return m(trunk, mask, 0, with_values=False)[0]
+            return m(states, mask, 0, with_values=False)[0]
 
 
 def test_first_minibatch_kl_zero_ratio_one(toy, tmp_path):
@@ -228,13 +228,13 @@ def test_split_forward_equals_model_forward(toy):
             torch.nn.init.normal_(p, std=0.1)  # a non-trivial adapter
     assert model.start_layer == 1
     ids, mask = rollout.left_pad(rollout.encode_prompts(tok, PROMPTS[:3], 64), tok.pad_token_id)
-    resp, trunk = rollout.sample(model, ids, mask, 6, 1.0, 1.0, tok.eos_token_id, tok.pad_token_id)
+    resp, states = rollout.sample(model, ids, mask, 6, 1.0, 1.0, tok.eos_token_id, tok.pad_token_id)
     seq, seq_mask = torch.cat([ids, resp], 1), torch.cat([mask, torch.ones_like(resp, dtype=torch.bool)], 1)
     with torch.no_grad():
         again = trunk.trunk_forward(model.policy, seq[:, :-1], seq_mask[:, :-1], 1)
-        torch.testing.assert_close(trunk, again, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(states, again, atol=1e-5, rtol=1e-5)
         full = model.policy(input_ids=seq, attention_mask=seq_mask.long(), position_ids=trunk.position_ids_of(seq_mask)).logits
-        split, _ = model(trunk, seq_mask[:, :-1], ids.shape[1] - 1)
+        split, _ = model(states, seq_mask[:, :-1], ids.shape[1] - 1)
         torch.testing.assert_close(split, full[:, ids.shape[1] - 1:-1].float(), atol=1e-4, rtol=1e-4)
 
 
