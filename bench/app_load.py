@@ -1,15 +1,18 @@
-"""Load test of the labeling app: N simulated annotators hammer the JSON API on loopback for a bounded time.
+"""Load test of the labeling app: N simulated annotators use the JSON API on loopback for a bounded time.
 
-    python bench/app_load.py                      # 50 annotators, 30 s, a fresh temporary workspace
+    python bench/app_load.py                      # 50 annotators flat out, 30 s, SQLite in a fresh temporary workspace
+    python bench/app_load.py --think 2            # 50 annotators at a realistic pace: each submits every ~2 s
+    python bench/app_load.py --database postgresql://localhost/empty_db --think 2 --seconds 300
     python bench/app_load.py --users 20 --seconds 10 --double-submit 0.2
 
 What it does, in steps:
 1. a fresh RLHF_HOME (temporary unless --home) with P prompts, K model candidates each, N annotators
    (passwords hashed with the cheap argon2 profile, RLHF_PASSWORD_HASH=fast: login cost is not what
-   is measured here);
+   is measured here); the store is SQLite in that home, or the empty database `--database URL` names;
 2. `python -m labeling_app` on 127.0.0.1 and a free port (never another interface);
 3. N concurrent clients (asyncio + httpx): log in, then until the deadline: GET /api/next/{write|rank},
-   POST the answer or a random ranking with ties; a share of submits (--double-submit) is sent twice
+   think (`--think` seconds, drawn from 0.5-1.5 times it; 0 = flat out), POST the answer or a random
+   ranking with ties; a share of submits (--double-submit) is sent twice
    at the same moment, like a double click, and must come back once "stored" and once "duplicate";
    a dropped connection is retried once (a retried submit is answered "duplicate" if it had landed);
 4. the store is checked: rows expected (distinct row ids in the receipts) == rows stored, no annotator has
@@ -45,6 +48,9 @@ def parse_args(argv=None):
     p.add_argument("--overlap", type=int, default=3, help="rank_overlap N (write overlap stays 1)")
     p.add_argument("--write-share", type=float, default=0.5, help="share of turns spent writing (the rest ranks)")
     p.add_argument("--double-submit", type=float, default=0.1, help="share of submits sent twice at once")
+    p.add_argument("--think", type=float, default=0.0,
+                   help="seconds each annotator spends on an item before submitting (mean; 0 = flat out)")
+    p.add_argument("--database", help="store URL (postgresql://...; an empty database); default: SQLite in the workspace")
     p.add_argument("--home", type=Path, help="workspace to create (default: a temporary folder, removed after)")
     p.add_argument("--seed", type=int, default=0)
     return p.parse_args(argv)
@@ -61,20 +67,21 @@ def pct(xs: list[float], q: float) -> float:
 
 
 def seed_store(args) -> None:
-    from rlhf.data import accounts as auth
-    from rlhf.data.store import session_scope
-    from rlhf.data.records import add_response, prompt_hash
-    from rlhf.data.store.models import Prompt
+    from sqlalchemy import select
+
     from labeling_app import queue
+    from rlhf.data import accounts as auth
+    from rlhf.data.records import add_prompts, add_response
+    from rlhf.data.store import session_scope
+    from rlhf.data.store.models import Prompt
 
     with session_scope() as db:
         for i in range(args.users):
             auth.create_user(db, f"annotator{i:03d}", "annotator", PASSWORD)
-        for i in range(args.prompts):
-            msgs = [{"role": "user", "content": f"Load-test prompt {i}: explain topic {i} in two sentences."}]
-            p = Prompt(external_id=f"load-{i}", messages=msgs, tags=["load"], split="train", content_hash=prompt_hash(msgs))
-            db.add(p)
-            db.flush()
+        add_prompts(db, [("bench", None, {"id": f"load-{i}", "tags": ["load"], "messages": [
+            {"role": "user", "content": f"Load-test prompt {i}: explain topic {i} in two sentences."}]})
+            for i in range(args.prompts)])
+        for i, p in enumerate(db.scalars(select(Prompt).order_by(Prompt.id)).all()):
             for j in range(args.k):
                 add_response(db, p, f"Candidate {j} for prompt {i}: " + "lorem ipsum " * (5 + 3 * j), origin="model",
                              model_version="bench@v1", generation={"index": j})
@@ -98,48 +105,55 @@ class Stats:
         self.retries = 0  # requests re-sent after a dropped connection
 
 
-async def call(client, method: str, path: str, stats: Stats, **kw):
-    """One request; a dropped connection is retried once (safe for submits too: they are idempotent)."""
+async def call(client, method: str, path: str, stats: Stats, what: str, **kw) -> dict | None:
+    """One request's JSON answer, or None with the error recorded (`what: status text`). A dropped connection is
+    retried once (safe for submits too: they are idempotent)."""
     import httpx
 
     for attempt in range(2):
         try:
-            return await client.request(method, path, **kw)
+            r = await client.request(method, path, **kw)
         except httpx.TransportError as e:
             stats.retries += 1
             if attempt == 1:
-                stats.errors.append(f"{method} {path}: {type(e).__name__}")
+                stats.errors.append(f"{what}: {type(e).__name__}")
                 return None
+            continue
+        if r.status_code != 200:
+            stats.errors.append(f"{what}: {r.status_code} {r.text[:200]}")
+            return None
+        return r.json()
+
+
+async def timed(samples: list[float], coro):
+    t0 = time.perf_counter()
+    try:
+        return await coro
+    finally:
+        samples.append((time.perf_counter() - t0) * 1000)
 
 
 async def annotator(client, name: str, deadline: float, args, stats: Stats, rng: random.Random) -> None:
-    r = await call(client, "POST", "/api/login", stats, json={"name": name, "password": PASSWORD})
-    if r is None:
+    login = await call(client, "POST", "/api/login", stats, f"login {name}", json={"name": name, "password": PASSWORD})
+    if login is None:
         return
-    if r.status_code != 200:
-        stats.errors.append(f"login {name}: {r.status_code} {r.text[:200]}")
-        return
-    headers = {"Authorization": f"Bearer {r.json()['token']}"}
+    headers = {"Authorization": f"Bearer {login['token']}"}
     empty = set()
     while time.perf_counter() < deadline:
         kind = "write" if rng.random() < args.write_share else "rank"
         if kind in empty:
             kind = "rank" if kind == "write" else "write"
-        t0 = time.perf_counter()
-        r = await call(client, "GET", f"/api/next/{kind}", stats, headers=headers)
-        stats.next_ms.append((time.perf_counter() - t0) * 1000)
-        if r is None:
+        view = await timed(stats.next_ms, call(client, "GET", f"/api/next/{kind}", stats, f"next {kind}", headers=headers))
+        if view is None:
             continue
-        if r.status_code != 200:
-            stats.errors.append(f"next {kind}: {r.status_code} {r.text[:200]}")
-            continue
-        view = r.json()
         if view["assignment_id"] is None:
             empty.add(kind)
             if len(empty) == 2:
                 stats.drained += 1
                 return
             continue
+        if args.think:
+            await asyncio.sleep(min(args.think * rng.uniform(0.5, 1.5), max(0.0, deadline - time.perf_counter())))
         if kind == "write":
             body = {"assignment_id": view["assignment_id"], "text": f"{name}'s answer to {view['prompt_ref']}."}
         else:
@@ -147,18 +161,14 @@ async def annotator(client, name: str, deadline: float, args, stats: Stats, rng:
             body = {"assignment_id": view["assignment_id"], "ranks": [rng.randint(1, k) for _ in range(k)],
                     "all_bad": rng.random() < 0.05, "reason": "load test"}
         double = rng.random() < args.double_submit
-        t0 = time.perf_counter()
-        rs = await asyncio.gather(*(call(client, "POST", f"/api/submit/{kind}", stats, json=body, headers=headers)
-                                    for _ in range(2 if double else 1)))
-        stats.submit_ms.append((time.perf_counter() - t0) * 1000)
+        submit = call(client, "POST", f"/api/submit/{kind}", stats, f"submit {kind}", json=body, headers=headers)
+        receipts = await timed(stats.submit_ms, asyncio.gather(
+            submit, *([call(client, "POST", f"/api/submit/{kind}", stats, f"submit {kind}", json=body, headers=headers)]
+                      if double else [])))
         statuses, ids = [], set()
-        for resp in rs:
-            if resp is None:
+        for receipt in receipts:
+            if receipt is None:
                 continue
-            if resp.status_code != 200:
-                stats.errors.append(f"submit {kind}: {resp.status_code} {resp.text[:200]}")
-                continue
-            receipt = resp.json()
             statuses.append(receipt["status"])
             ids.add(receipt["id"])
             if receipt["id"] is None:
@@ -185,6 +195,16 @@ async def drive(url: str, args, stats: Stats) -> float:
 
 
 # --------------------------------------------------------------------------- step 4. the check
+
+
+def store_is_empty() -> bool:
+    from sqlalchemy import func, select
+
+    from rlhf.data.store import session_scope
+    from rlhf.data.store.models import Prompt
+
+    with session_scope() as db:
+        return not db.scalar(select(func.count()).select_from(Prompt))
 
 
 def check_store(stats: Stats, overlap: int) -> dict:
@@ -223,12 +243,19 @@ def main(argv=None) -> int:
     home.mkdir(parents=True, exist_ok=True)
     os.environ.update({"RLHF_HOME": str(home), "RLHF_PASSWORD_HASH": "fast"})
     os.environ.pop("RLHF_DATABASE_URL", None)
+    if args.database:
+        os.environ["RLHF_DATABASE_URL"] = args.database  # the app subprocess inherits it
     sys.path.insert(0, str(REPO))
+    if args.database and not store_is_empty():
+        sys.exit(f"--database {args.database}: the database already holds prompts; the load test needs an empty one")
 
     # step 1. the workspace
     t0 = time.time()
     seed_store(args)
-    print(f"seeded {home}: {args.users} annotators, {args.prompts} prompts x {args.k} candidates "
+    from rlhf.data.store.db import database_url, engine_for
+
+    backend = engine_for(database_url()).dialect.name
+    print(f"seeded {home} ({backend}): {args.users} annotators, {args.prompts} prompts x {args.k} candidates "
           f"(rank overlap {args.overlap}) in {time.time() - t0:.1f} s", flush=True)
 
     # step 2. the app on loopback
@@ -236,7 +263,8 @@ def main(argv=None) -> int:
 
     try:
         with serve.served(home) as url:
-            print(f"app up on {url}; {args.users} annotators for {args.seconds:.0f} s ...", flush=True)
+            pace = f"each submitting every ~{args.think:g} s" if args.think else "flat out"
+            print(f"app up on {url}; {args.users} annotators {pace} for {args.seconds:.0f} s ...", flush=True)
 
             # step 3. the clients
             stats = Stats()
@@ -248,6 +276,8 @@ def main(argv=None) -> int:
     check = check_store(stats, args.overlap)
     expected = len(stats.stored["write"]) + len(stats.stored["rank"])
     result = {
+        "database": backend,
+        "think_s": args.think,
         "users": args.users,
         "seconds": round(elapsed, 1),
         "submits": expected,

@@ -19,16 +19,17 @@ Shapes: K candidates per rank item (2 <= K <= `max_candidates`); ranks are 1..K,
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import random
 from dataclasses import dataclass
 
-from sqlalchemy import and_, exists, func, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import and_, bindparam, exists, func, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
 from rlhf.data import formats
+from rlhf.data.store.db import insert_new, lock_row
 from rlhf.data.store.app_models import AppSetting, Assignment, LabelItem, LabelItemAuthor
 from rlhf.data.store.models import Demonstration, Prompt, Response, User, utcnow
 
@@ -126,32 +127,24 @@ def response_authors(session: Session, prompt_id: int, responses: list[Response]
     return authors
 
 
-def _add_item(session: Session, item: LabelItem, authors: set[int] = frozenset()) -> bool:
-    if session.scalar(select(LabelItem.id).where(LabelItem.key == item.key)):
+def _add_item(session: Session, item: dict, authors: set[int] = frozenset()) -> bool:
+    """Insert the item unless its key exists (another process syncing at the same moment): True when added."""
+    row = insert_new(session, LabelItem, item)
+    if row is None:
         return False
-    session.add(item)
-    session.flush()
     for uid in sorted(authors):
-        session.add(LabelItemAuthor(item_id=item.id, user_id=uid))
-    session.flush()
+        insert_new(session, LabelItemAuthor, {"item_id": row.id, "user_id": uid})
     return True
 
 
 def sync_items(session: Session) -> dict:
     """Create the missing write and rank items from the store's prompts and responses. Returns counts.
 
-    Call it at the start of a transaction: when another process syncs at the same moment, the
-    unique item key stops the second insert, this session is rolled back and the sync re-run
-    (no SAVEPOINTs: pysqlite's legacy transaction handling makes them unreliable).
+    Safe beside another process syncing at the same moment: an item is inserted with ON CONFLICT DO
+    NOTHING on its unique key (`rlhf.data.store.db.insert_new`), so the second insert of a key adds
+    nothing and the caller's transaction (an admin's import, a submit) goes on whole.
     """
-    for attempt in range(3):
-        try:
-            return _sync_items(session)
-        except IntegrityError:
-            session.rollback()
-            if attempt == 2:
-                raise
-    raise AssertionError("unreachable")
+    return _sync_items(session)
 
 
 def _sync_items(session: Session) -> dict:
@@ -159,8 +152,8 @@ def _sync_items(session: Session) -> dict:
     added = {"write": 0, "rank": 0}
     # one write item per prompt
     have_write = select(LabelItem.prompt_id).where(LabelItem.kind == "write")
-    for pid in session.scalars(select(Prompt.id).where(Prompt.id.not_in(have_write)).order_by(Prompt.id)):
-        added["write"] += _add_item(session, LabelItem(kind="write", key=f"write:{pid}", prompt_id=pid, response_ids=[]))
+    for pid in session.scalars(select(Prompt.id).where(Prompt.id.not_in(have_write)).order_by(Prompt.id)).all():
+        added["write"] += _add_item(session, dict(kind="write", key=f"write:{pid}", prompt_id=pid, response_ids=[]))
     # one rank item per (prompt, model version) with >= 2 model candidates; imported rankings' responses are already ranked
     groups = session.execute(select(Response.prompt_id, Response.model_version, func.count(Response.id))
                              .where(Response.origin == "model", Response.model_version != "imported")
@@ -179,7 +172,7 @@ def _sync_items(session: Session) -> dict:
         chosen = (model[:k_max - min(len(human), 1)] + human[:1]) if human else model[:k_max]
         chosen.sort(key=lambda r: r.id)
         authors = response_authors(session, pid, chosen)
-        item = LabelItem(kind="rank", key=key[:256], prompt_id=pid, response_ids=[r.id for r in chosen])
+        item = dict(kind="rank", key=key, prompt_id=pid, response_ids=[r.id for r in chosen])
         added["rank"] += _add_item(session, item, authors)
     return added
 
@@ -195,31 +188,45 @@ def overlap(settings: dict, kind: str) -> int:
     return int(settings["write_overlap" if kind == "write" else "rank_overlap"])
 
 
-def _open_fresh(now: dt.datetime, lease_minutes: int):
-    """Open assignments still holding their overlap place (seen within the lease)."""
-    return and_(Assignment.status == "assigned", Assignment.shown_at >= now - dt.timedelta(minutes=lease_minutes))
+def _places(settings: dict, kind: str, user_id: int, now: dt.datetime) -> dict:
+    """The values bound into the queue's statements: who asks, for which kind, overlap N, and the lease's start."""
+    return {"user_id": user_id, "kind": kind, "n": overlap(settings, kind),
+            "since": now - dt.timedelta(minutes=int(settings["lease_minutes"]))}
 
 
-def _available(user_id: int, kind: str, settings: dict, now: dt.datetime):
-    """SQL condition: items of `kind` this user may still get.
+def _open_places(item_id):
+    """Open assignments of an item still holding their overlap place (seen since the lease's start)."""
+    return (select(func.count(Assignment.id))
+            .where(Assignment.item_id == item_id, Assignment.status == "assigned", Assignment.shown_at >= bindparam("since"))
+            .scalar_subquery())
 
-    Places taken = `done_count` (a counter kept in the submit's transaction, so no count over the
-    whole assignments table) + the item's open assignments within the lease (a handful of rows).
-    The cheap column test comes first, so full items are skipped before any subquery runs.
+
+@functools.cache
+def _statements() -> dict:
+    """The queue's hot statements, built once with bound parameters (`_places`): a page view no longer pays for
+    building them, and SQLAlchemy reuses their compiled form.
+
+    Available to a user = items of the kind with places left: `done_count` (a counter kept in the
+    submit's transaction, so no count over the whole assignments table) + the item's open assignments
+    within the lease (a handful of rows) < N, never assigned to them, none of whose candidates they
+    wrote. The cheap column test comes first, so full items are skipped before any subquery runs.
     """
-    n = overlap(settings, kind)
-    open_ = (select(func.count(Assignment.id))
-             .where(Assignment.item_id == LabelItem.id, _open_fresh(now, int(settings["lease_minutes"])))
-             .correlate(LabelItem).scalar_subquery())
-    mine = exists().where(Assignment.item_id == LabelItem.id, Assignment.user_id == user_id)
-    authored = exists().where(LabelItemAuthor.item_id == LabelItem.id, LabelItemAuthor.user_id == user_id)
-    return and_(LabelItem.kind == kind, LabelItem.done_count < n, ~mine, ~authored, LabelItem.done_count + open_ < n)
+    n = bindparam("n")
+    mine = exists().where(Assignment.item_id == LabelItem.id, Assignment.user_id == bindparam("user_id"))
+    authored = exists().where(LabelItemAuthor.item_id == LabelItem.id, LabelItemAuthor.user_id == bindparam("user_id"))
+    available = and_(LabelItem.kind == bindparam("kind"), LabelItem.done_count < n, ~mine, ~authored,
+                     LabelItem.done_count + _open_places(LabelItem.id).correlate(LabelItem) < n)
+    pick = select(LabelItem.id).where(available).order_by(LabelItem.id).limit(1)
+    return {
+        "pick_unlocked": pick.with_for_update(skip_locked=True, of=LabelItem),  # the oldest item nobody is claiming
+        "pick_wait": pick.with_for_update(of=LabelItem),  # the oldest item, waiting for its claimer
+        "available": select(func.count()).select_from(select(LabelItem.id).where(available).limit(REMAINING_CAP).subquery()),
+        "taken": select(LabelItem.done_count + _open_places(bindparam("item_id"))).where(LabelItem.id == bindparam("item_id")),
+    }
 
 
 def places_taken(session: Session, item_id: int, settings: dict, now: dt.datetime) -> int:
-    open_ = (select(func.count(Assignment.id)).where(Assignment.item_id == item_id,
-                                                     _open_fresh(now, int(settings["lease_minutes"]))).scalar_subquery())
-    return session.scalar(select(LabelItem.done_count + open_).where(LabelItem.id == item_id))
+    return session.scalar(_statements()["taken"], {"item_id": item_id, "since": _places(settings, "rank", 0, now)["since"]})
 
 
 def open_assignment(session: Session, user: User, kind: str) -> Assignment | None:
@@ -228,8 +235,17 @@ def open_assignment(session: Session, user: User, kind: str) -> Assignment | Non
 
 
 def next_assignment(session: Session, user: User, kind: str, _synced: bool = False) -> Assignment | None:
-    """The user's open assignment of `kind` (resumed), else a new one on the first available item, else None."""
+    """The user's open assignment of `kind` (resumed), else a new one on the first available item, else None.
+
+    Safe under concurrent callers on PostgreSQL as on SQLite: the user's row is locked first (two tabs
+    of one person get the same item), the chosen item's row is locked with FOR UPDATE SKIP LOCKED (a
+    concurrent claimer takes the next item instead of waiting), and the places are recounted with the
+    claim in place, under that lock (SQLite: under its one writer lock), so overlap N is never exceeded.
+    """
     now = _now()
+    postgres = session.get_bind().dialect.name != "sqlite"
+    if postgres:  # SQLite's one writer lock does this already
+        lock_row(session, User, user.id)
     current = open_assignment(session, user, kind)
     if current is not None:
         current.shown_at = now  # time on screen restarts; earlier visits are already in `seconds`
@@ -238,33 +254,33 @@ def next_assignment(session: Session, user: User, kind: str, _synced: bool = Fal
     settings = get_settings(session)
     for attempt in range(3):
         # the oldest available item (an item's N rankings complete together: agreement can be measured early)
-        item_id = session.scalar(select(LabelItem.id).where(_available(user.id, kind, settings, now))
-                                 .order_by(LabelItem.id).limit(1))
+        places = _places(settings, kind, user.id, now)
+        item_id = session.scalar(_statements()["pick_unlocked"], places)
+        if item_id is None and postgres:
+            # every available item is being claimed by someone right now: wait for the first one instead of saying "none"
+            item_id = session.scalar(_statements()["pick_wait"], places)
         if item_id is None:
             break
-        a = Assignment(item_id=item_id, user_id=user.id, kind=kind, status="assigned", assigned_at=now,
-                       shown_at=now, seconds=0.0)
-        session.add(a)
-        try:
-            session.flush()
-        except IntegrityError:  # the same person in another tab took an item at this very moment
-            session.rollback()
+        a = insert_new(session, Assignment, dict(item_id=item_id, user_id=user.id, kind=kind, status="assigned",
+                                                 assigned_at=now, shown_at=now, seconds=0.0))
+        if a is None:  # the same person in another process took this item at this very moment
             return open_assignment(session, user, kind)
-        # we now hold the write lock (SQLite) or the row (PostgreSQL): recount, and give the place
-        # back if a concurrent caller filled the item's overlap first; the next query, made under
-        # the lock, sees every place taken
+        # the claim is in and the item is ours (PostgreSQL row lock; SQLite write lock): a fresh count sees every
+        # committed place; give this one back if a concurrent caller filled the item's overlap first
         if places_taken(session, item_id, settings, now) <= overlap(settings, kind):
             return a
         session.delete(a)
         session.flush()
     if not _synced and attempt == 0 and item_id is None:
-        if any(sync_items(session).values()):
-            return next_assignment(session, user, kind, _synced=True)
+        # new items may be missing: make them, then look once more (also when a concurrent sync made them first)
+        sync_items(session)
+        return next_assignment(session, user, kind, _synced=True)
     return None
 
 
 def complete(session: Session, assignment: Assignment, status: str, note: str | None = None) -> bool:
     """Flip an open assignment to `status` (done | skipped). False when it was no longer open (a double submit)."""
+    note = formats.check_note(f"{assignment.kind} item #{assignment.id}", "note", note)
     now = _now()
     elapsed = max(0.0, (now - assignment.shown_at).total_seconds())
     result = session.execute(update(Assignment)
@@ -309,13 +325,13 @@ def progress(session: Session, user: User, kind: str, settings: dict | None = No
     now = _now()
     settings = settings or get_settings(session)
     midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
-    counts = session.execute(select(func.count(Assignment.id), func.count(Assignment.id).filter(Assignment.done_at >= midnight))
-                             .where(Assignment.user_id == user.id, Assignment.kind == kind, Assignment.status == "done")).one()
-    capped = select(LabelItem.id).where(_available(user.id, kind, settings, now)).limit(REMAINING_CAP).subquery()
-    available = session.scalar(select(func.count()).select_from(capped))
-    open_ = session.scalar(select(func.count(Assignment.id)).where(Assignment.user_id == user.id, Assignment.kind == kind,
-                                                                   Assignment.status == "assigned"))
-    return Progress(done_today=counts[1], total=counts[0], remaining=min(REMAINING_CAP, available + open_))
+    done = Assignment.status == "done"
+    total, today, open_ = session.execute(
+        select(func.count(Assignment.id).filter(done), func.count(Assignment.id).filter(done, Assignment.done_at >= midnight),
+               func.count(Assignment.id).filter(Assignment.status == "assigned"))
+        .where(Assignment.user_id == user.id, Assignment.kind == kind)).one()
+    available = session.scalar(_statements()["available"], _places(settings, kind, user.id, now))
+    return Progress(done_today=today, total=total, remaining=min(REMAINING_CAP, available + open_))
 
 
 def shown_order(user_id: int, item: LabelItem) -> list[int]:

@@ -28,12 +28,12 @@ PROMPTS = [
 
 
 @pytest.fixture
-def home(tmp_path, monkeypatch) -> Path:
-    """A fresh workspace with users ana, bob, cy (annotators), eve (expert), root (admin) and three prompts."""
+def home(tmp_path, monkeypatch, database) -> Path:
+    """A fresh workspace with users ana, bob, cy (annotators), eve (expert), root (admin) and three prompts,
+    on each database (`database`: SQLite and PostgreSQL)."""
     home = tmp_path / "home"
     home.mkdir()
     monkeypatch.setenv("RLHF_HOME", str(home))
-    monkeypatch.delenv("RLHF_DATABASE_URL", raising=False)
     monkeypatch.setenv("RLHF_PASSWORD_HASH", "fast")
     with session_scope() as db:
         for name, role in (("ana", "annotator"), ("bob", "annotator"), ("cy", "annotator"), ("eve", "expert"),

@@ -9,6 +9,7 @@ sharing a login). Screenshots go to test-artifacts/ (git-ignored).
 from __future__ import annotations
 
 import contextlib
+import os
 from pathlib import Path
 
 import pytest
@@ -21,8 +22,11 @@ ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--d
         "--disable-sync", "--no-first-run"]
 ARTIFACTS = REPO / "test-artifacts"
 PASSWORD = "correct horse battery"
-NEEDS_CHROMIUM = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium "
-                                                                  "(apt-get install chromium; `just browser` does it)")
+MISSING = "needs Debian's chromium at /usr/bin/chromium (apt-get install chromium; `just browser` does it)"
+REQUIRE_BROWSER = os.environ.get("RLHF_REQUIRE_BROWSER") == "1"
+"""CI (`.ci/run`) installs chromium and sets this: a missing browser then fails the tests (the `browser` fixture)
+instead of skipping them; on a laptop they skip with the reason"""
+NEEDS_CHROMIUM = pytest.mark.skipif(not CHROMIUM.exists() and not REQUIRE_BROWSER, reason=MISSING)
 
 
 @contextlib.contextmanager
@@ -37,6 +41,8 @@ def serve_app(home: Path, env: dict):
 
 @pytest.fixture(scope="module")
 def browser():
+    if not CHROMIUM.exists():  # only reached under RLHF_REQUIRE_BROWSER=1 (NEEDS_CHROMIUM skips otherwise)
+        pytest.fail(f"RLHF_REQUIRE_BROWSER=1 but the browser tests {MISSING}", pytrace=False)
     from playwright.sync_api import sync_playwright
 
     ARTIFACTS.mkdir(exist_ok=True)

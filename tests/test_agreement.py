@@ -25,10 +25,9 @@ R6 = 1 / math.sqrt(6)  # 2 / sqrt(3 * 2) = 0.8165 is 2 * R6
 
 
 @pytest.fixture
-def store(tmp_path, monkeypatch):
-    """A fresh RLHF_HOME with its own SQLite store (no model needed, so no built-in conversion)."""
+def store(tmp_path, monkeypatch, database):
+    """A fresh RLHF_HOME with its own store, SQLite and PostgreSQL (no model needed, so no built-in conversion)."""
     monkeypatch.setenv("RLHF_HOME", str(tmp_path / "home"))
-    monkeypatch.delenv("RLHF_DATABASE_URL", raising=False)
     return tmp_path / "home"
 
 

@@ -19,6 +19,12 @@ GOOD_PROMPTS = [
 ]
 
 
+@pytest.fixture
+def workspace(workspace, database):
+    """conftest's workspace, on SQLite and on a fresh PostgreSQL database (the `database` parameter)."""
+    return workspace
+
+
 def counts():
     with session_scope() as s:
         return tuple(s.scalar(select(func.count()).select_from(t)) for t in (Prompt, Demonstration, Ranking, Response))

@@ -21,10 +21,9 @@ ANSWERS = ["Boil it for 9 minutes, then cool it in cold water.", "Put it in wate
 
 
 @pytest.fixture
-def store(tmp_path, monkeypatch):
-    """A fresh RLHF_HOME with two prompts, an expert (eve) and an annotator (ann)."""
+def store(tmp_path, monkeypatch, database):
+    """A fresh RLHF_HOME with two prompts, an expert (eve) and an annotator (ann), on SQLite and PostgreSQL."""
     monkeypatch.setenv("RLHF_HOME", str(tmp_path / "home"))
-    monkeypatch.delenv("RLHF_DATABASE_URL", raising=False)
     with session_scope() as s:
         import_prompts(s, write_jsonl(tmp_path / "p.jsonl", PROMPTS))
         s.add(User(name="eve", role="expert"))

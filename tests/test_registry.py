@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 
 import pytest
 from sqlalchemy import select
@@ -13,6 +14,12 @@ from rlhf.errors import IntegrityError, NotFoundError, RlhfError
 from rlhf.data.store import session_scope
 from rlhf.data.ingest import import_demonstrations, import_prompts
 from rlhf.data.store.models import DatasetVersion
+
+
+@pytest.fixture
+def workspace(workspace, database):
+    """conftest's workspace, on SQLite and on a fresh PostgreSQL database (the `database` parameter)."""
+    return workspace
 
 
 def add_prompts(tmp_path, n, start=0, heldout_every=4):
@@ -197,3 +204,41 @@ def test_dangling_builtin_link_is_replaced(workspace, builtin_cache, tmp_path, m
     # the conversion itself is slow; pretend it ran by linking the session's converted copy
     monkeypatch.setattr(fs, "atomic_dir", lambda final, write: (final.symlink_to(builtin_cache), final)[1])
     assert (modeling.builtin_path() / "config.json").exists()
+
+
+def _swap_weights(folder):
+    (folder / "model.safetensors").write_bytes((folder / "model.safetensors").read_bytes()[:-8] + b"\x00" * 8)
+
+
+@pytest.mark.parametrize("damage,message", [
+    (_swap_weights, r"sft@v1: .*/model\.safetensors changed after registration \(sha256 [0-9a-f]{12}, registered "),
+    (lambda f: (f / "tokenizer.json").unlink(), r"sft@v1: .*/tokenizer\.json is missing: it was removed after registration"),
+    (lambda f: (f / "adapter_config.json").write_text("{}"), r"sft@v1: .*/adapter_config\.json was added after registration"),
+    (lambda f: shutil.rmtree(f), r"sft@v1: model folder .* is missing"),
+])
+def test_a_tampered_model_version_is_an_integrity_error(workspace, tiny_model, tmp_path, damage, message):
+    """Registration hashes the model folder's files; verify_model re-hashes them and names what changed."""
+    folder = tmp_path / "weights"
+    shutil.copytree(tiny_model, folder)
+    with session_scope() as s:
+        mv = registry.register_model(s, name="sft", stage="sft", base="tiny", path=str(folder), dataset_versions=[],
+                                     config={}, metrics={}, seed=0)
+        assert set(mv.file_hashes) >= {"config.json", "model.safetensors", "tokenizer.json"}
+        assert mv.content_hash == registry.folder_hash(registry.hash_model_files(folder))
+    (folder / "README.md").write_text("# a model card written after registration: documentation, not hashed")
+    with session_scope() as s:
+        mv = registry.get_model_version(s, "sft@v1")
+        assert registry.verify_model(mv).startswith("sft@v1: verified (")
+        damage(folder)
+        with pytest.raises(IntegrityError, match=message):
+            registry.verify_model(mv)
+
+
+def test_a_model_version_registered_before_hashes_still_loads(workspace, tiny_model):
+    with session_scope() as s:
+        mv = registry.register_model(s, name="old", stage="sft", base="tiny", path=str(tiny_model), dataset_versions=[],
+                                     config={}, metrics={}, seed=0)
+        mv.content_hash = mv.file_hashes = None  # as rows made before migration 0004 recorded it
+    with session_scope() as s:
+        assert registry.verify_model(registry.get_model_version(s, "old@v1")) == (
+            "old@v1: no hash recorded (registered before model hashes); its files are not verified")

@@ -34,10 +34,9 @@ RANKING = {"prompt_id": "s1", "responses": ["Rayleigh scattering of sunlight.", 
 
 
 @pytest.fixture
-def store(tmp_path, monkeypatch):
-    """A fresh RLHF_HOME with its own SQLite store (no model needed, so no built-in conversion)."""
+def store(tmp_path, monkeypatch, database):
+    """A fresh RLHF_HOME with its own store, SQLite and PostgreSQL (no model needed, so no built-in conversion)."""
     monkeypatch.setenv("RLHF_HOME", str(tmp_path / "home"))
-    monkeypatch.delenv("RLHF_DATABASE_URL", raising=False)
     return tmp_path / "home"
 
 
@@ -158,6 +157,26 @@ def test_annotators_cannot_review(seeded):
             with pytest.raises(AccessDenied):
                 call()
         assert counts(s) == before and s.get(Demonstration, 2).status == "pending"
+
+
+def test_nobody_reviews_their_own_work(seeded):
+    """An expert who also annotated (ann1 made an expert here) may not approve, reject, edit or adjudicate it."""
+    with session_scope() as s:
+        s.scalar(select(User).where(User.name == "ann1")).role = "expert"
+    with session_scope() as s:
+        own_demo = s.scalar(select(Demonstration).join(User, Demonstration.annotator_id == User.id).where(User.name == "ann1"))
+        own_ranking = s.scalar(select(Ranking))  # ann1's ranking of s1
+        before = counts(s)
+        for call, what in ((lambda: review.approve(s, "ann1", "demonstration", own_demo.id), "approve"),
+                           (lambda: review.reject(s, "ann1", "ranking", own_ranking.id, "meh"), "reject"),
+                           (lambda: review.edit_demonstration(s, "ann1", own_demo.id, "Nine minutes, then cold water."), "edit"),
+                           (lambda: review.adjudicate(s, "ann1", own_ranking.prompt_id, [[1], [0]], "mine"), "adjudicate")):
+            with pytest.raises(AccessDenied, match=rf"^{what}: .* is ann1's own work; another reviewer must {what} it$|"
+                                                   rf"^adjudicate: ann1 ranked prompt 's1' \(ranking \d+\); another reviewer"):
+                call()
+        assert counts(s) == before and s.get(Demonstration, own_demo.id).status == "pending"
+        review.approve(s, "eve", "demonstration", own_demo.id)  # another reviewer may
+        review.adjudicate(s, "eve", own_ranking.prompt_id, [[1], [0]], "the second answer is right")
 
 
 def test_cli_review_commands(seeded):

@@ -1,7 +1,8 @@
 """The JSONL interchange formats (DESIGN.md) and their validation.
 
-Every check names the file, the line and the field. A file is read whole and validated
-before anything is written, so one bad line rejects the file and nothing is stored.
+Every check names the file, the line and the field. A file is validated to its last line
+before anything is written, so one bad line rejects the file and nothing is stored; it is read
+line by line (`check_file`), never whole, so its size does not bound what can be imported.
 The same checks guard every other writer (`rlhf.data.records`): `Checker` for one record,
 `check_text` for one text, `check_order` for a best-first order, `ranks_to_order` for the
 ranks a person types (one per shown answer).
@@ -20,6 +21,18 @@ from rlhf.errors import InputError, RlhfError
 ROLES = ("system", "user", "assistant")
 MAX_TEXT_CHARS = int(os.environ.get("RLHF_MAX_TEXT_CHARS", "20000"))
 """Longest text accepted in any message or response (characters); `RLHF_MAX_TEXT_CHARS` overrides."""
+# The longest short strings the store keeps: the column sizes in rlhf.data.store are these numbers, so what
+# passes a check here always fits (PostgreSQL enforces VARCHAR(N); SQLite would store anything).
+ID_CHARS = 256
+"""a prompt's `id` (prompts.external_id)"""
+NAME_CHARS = 128
+"""a person's or a rubric's name (users.name, reviews.reviewer_name, ...)"""
+MODEL_REF_CHARS = 256
+"""a model reference stored with a response (`NAME@vN`, a folder, the built-in name)"""
+REGISTRY_NAME_CHARS = 64
+"""a dataset or model name in the registry (`NAME` of `NAME@vN`)"""
+TAG_CHARS = 128
+"""one tag of a prompt"""
 LETTERS = "ABCDEFGHI"
 """the labels of shown answers (at most 9 candidates are shown): answer A, B, ..."""
 
@@ -76,17 +89,38 @@ class Checker:
             return default
         return self.require(field, kind)
 
-    def text(self, field: str, value: Any) -> str:
-        """`value` if it is a non-blank string under MAX_TEXT_CHARS without a NUL character."""
+    def text(self, field: str, value: Any, max_chars: int | None = None) -> str:
+        """`value` if it is a non-blank string of at most `max_chars` (default MAX_TEXT_CHARS) without a NUL character."""
         if not isinstance(value, str):
             self.fail(field, f"expected a string, got {type(value).__name__}")
         if not value.strip():
             self.fail(field, "empty or whitespace-only text")
-        if len(value) > MAX_TEXT_CHARS:
-            self.fail(field, f"text is {len(value)} characters, over the limit of {MAX_TEXT_CHARS} (RLHF_MAX_TEXT_CHARS)")
-        if "\x00" in value:
-            self.fail(field, "text contains a NUL character")
+        limit = MAX_TEXT_CHARS if max_chars is None else max_chars
+        if len(value) > limit:
+            self.fail(field, f"text is {len(value)} characters, over the limit of {limit}"
+                      + (" (RLHF_MAX_TEXT_CHARS)" if max_chars is None else ""))
+        self.no_nul(field, value)
         return value
+
+    def no_nul(self, field: str, value: str | None) -> str | None:
+        """PostgreSQL cannot store a NUL character in text: refuse it by name wherever text enters."""
+        if value is not None and "\x00" in value:
+            self.fail(field, "text contains a NUL character (\\x00); remove it")
+        return value
+
+    def name(self, field: str, value: Any, max_chars: int = NAME_CHARS) -> str:
+        """A short one-line name (a person, a tag, a model reference): non-blank, at most `max_chars`, no control
+        characters; surrounding spaces dropped."""
+        value = self.text(field, value, max_chars)
+        if any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
+            self.fail(field, "a name cannot contain control characters (NUL, tab, line breaks)")
+        return value.strip()
+
+    def note(self, field: str, value: Any) -> str | None:
+        """Optional free text (a reason, a skip note): None when blank, else at most MAX_TEXT_CHARS without NUL."""
+        if value is None or (isinstance(value, str) and not value.strip()):
+            return None
+        return self.text(field, value).strip()
 
     def messages(self, field: str = "messages") -> list[dict]:
         msgs = self.require(field, list)
@@ -108,7 +142,7 @@ class Checker:
         for i, t in enumerate(tags):
             if not isinstance(t, str) or not t.strip():
                 self.fail(f"tags[{i}]", "expected a non-empty string")
-        return [t.strip() for t in tags]
+        return [self.name(f"tags[{i}]", t, TAG_CHARS) for i, t in enumerate(tags)]
 
 
 
@@ -126,6 +160,22 @@ def check_text(where: str, field: str, value: Any) -> str:
     return Checker(where, None, {}).text(field, value)
 
 
+def check_name(where: str, field: str, value: Any, max_chars: int = NAME_CHARS) -> str:
+    """One short name checked like a file's (see `Checker.name`).
+
+    >>> check_name("import", "annotator", "ann" * 50)
+    Traceback (most recent call last):
+    ...
+    rlhf.errors.InputError: import: annotator: text is 150 characters, over the limit of 128
+    """
+    return Checker(where, None, {}).name(field, value, max_chars)
+
+
+def check_note(where: str, field: str, value: Any) -> str | None:
+    """Optional free text (a reason, a note): None when blank; else no NUL and at most MAX_TEXT_CHARS."""
+    return Checker(where, None, {}).note(field, value)
+
+
 def _conversation(c: Checker, last_role: str, what: str) -> list[dict]:
     """The checked `messages`, whose last one must come from `last_role`."""
     msgs = c.messages()
@@ -136,19 +186,26 @@ def _conversation(c: Checker, last_role: str, what: str) -> list[dict]:
 
 def check_prompt(file: str, line: int, obj: dict) -> dict:
     c = Checker(file, line, obj)
-    pid = c.text("id", c.require("id", str))
+    pid = c.name("id", c.require("id", str), ID_CHARS)
     msgs = _conversation(c, "user", "a prompt must be the user's")
-    return {"id": pid.strip(), "messages": msgs, "tags": c.tags()}
+    return {"id": pid, "messages": msgs, "tags": c.tags()}
 
 
 def check_demonstration(file: str, line: int, obj: dict) -> dict:
     c = Checker(file, line, obj)
-    pid = c.text("prompt_id", c.require("prompt_id", str))
+    pid = c.name("prompt_id", c.require("prompt_id", str), ID_CHARS)
     msgs = _conversation(c, "assistant", "a demonstration must be the assistant's answer")
     if len(msgs) < 2:
         c.fail("messages", "a demonstration needs the prompt's messages and the assistant's answer")
+    return {"prompt_id": pid, "messages": msgs, "annotator": _annotator(c)}
+
+
+def _annotator(c: Checker) -> str | None:
+    """The optional annotator name, as given (it is part of a ranking's content hash), checked like a name."""
     annotator = c.optional("annotator", str, None)
-    return {"prompt_id": pid.strip(), "messages": msgs, "annotator": annotator}
+    if annotator:
+        c.name("annotator", annotator)
+    return annotator
 
 
 def check_order(c: Checker, order: Any, k: int, field: str = "order") -> list[list[int]]:
@@ -182,7 +239,7 @@ def check_order(c: Checker, order: Any, k: int, field: str = "order") -> list[li
 
 def check_ranking(file: str, line: int, obj: dict) -> dict:
     c = Checker(file, line, obj)
-    pid = c.text("prompt_id", c.require("prompt_id", str))
+    pid = c.name("prompt_id", c.require("prompt_id", str), ID_CHARS)
     responses = c.require("responses", list)
     if len(responses) < 2:
         c.fail("responses", f"a ranking needs at least 2 responses, got {len(responses)}")
@@ -191,12 +248,12 @@ def check_ranking(file: str, line: int, obj: dict) -> dict:
         c.fail("responses", "two responses have the same text")
     order = check_order(c, c.require("order", list), len(texts))
     return {
-        "prompt_id": pid.strip(),
+        "prompt_id": pid,
         "responses": texts,
         "order": order,
         "all_bad": c.optional("all_bad", bool, False),
-        "annotator": c.optional("annotator", str, None),
-        "reason": c.optional("reason", str, None),
+        "annotator": _annotator(c),
+        "reason": c.note("reason", c.optional("reason", str, None)),
     }
 
 
@@ -246,12 +303,22 @@ def ranks_to_order(ranks: Sequence, k: int | None = None, all_bad: bool = False)
 CHECKERS = {"prompts": check_prompt, "demonstrations": check_demonstration, "rankings": check_ranking}
 
 
-def load_file(kind: str, path: str | Path) -> list[tuple[int, dict]]:
-    """Validate a whole JSONL file of `kind`; returns (line, normalized record) pairs or raises on the first bad line."""
+def check_file(kind: str, path: str | Path) -> Iterator[tuple[int, dict]]:
+    """Read a JSONL file of `kind` line by line: (line, normalized record) pairs, an InputError on the first bad line.
+
+    Streams: nothing but the current line is held, whatever the file's size. An importer reads the
+    file twice through this (validate all, then write), so one bad line still rejects the whole file.
+    """
     if kind not in CHECKERS:
         raise InputError(str(path), None, None, f"unknown kind {kind!r}: expected one of {', '.join(CHECKERS)}")
     check = CHECKERS[kind]
-    rows = [(line, check(str(path), line, obj)) for line, obj in read_jsonl(path)]
-    if not rows:
+    for line, obj in read_jsonl(path):
+        yield line, check(str(path), line, obj)
+
+
+def validate_file(kind: str, path: str | Path) -> int:
+    """Validate a whole JSONL file of `kind` without keeping it: its number of records, or an InputError."""
+    n = sum(1 for _ in check_file(kind, path))
+    if not n:
         raise InputError(str(path), None, None, "the file has no records")
-    return rows
+    return n

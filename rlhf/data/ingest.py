@@ -1,20 +1,23 @@
 """Importing JSONL files into the store: validate the whole file, then write it in one transaction.
 
-One bad line rejects the file and nothing is written. Rows are stored by `rlhf.data.records`
+One bad line rejects the file and nothing is written. The file is streamed twice, line by line:
+a first pass validates every line (nothing is held, nothing written), a second writes them, so
+memory does not grow with the file and a SQLite store's write lock is taken only once the whole
+file is known to be good (the write phase is the only part other writers wait for). Rows are stored by `rlhf.data.records`
 (the one writer per kind), whose hash rule for a file's rows is the content the file gives, so
 exact duplicates (same content hash) are skipped and counted, also when re-importing an old file.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from rlhf.data.formats import load_file
-from rlhf.data.records import Approval, Written, add_demonstration, add_prompt, add_ranking, add_response
+from rlhf.data.formats import check_file, check_name, validate_file
+from rlhf.data.records import Approval, Written, add_demonstration, add_prompts, add_ranking, add_response
 from rlhf.data.store.models import Prompt
 from rlhf.errors import InputError
 
@@ -25,22 +28,18 @@ class ImportReport:
     file: str
     added: int = 0
     duplicates: int = 0
-    ids: list[int] = field(default_factory=list)
 
     def __str__(self) -> str:
         return f"{self.file}: {self.added} {self.kind} added, {self.duplicates} exact duplicates skipped"
 
-    def count(self, written: Written) -> None:
-        if written.created:
-            self.added += 1
-            self.ids.append(written.row.id)
-        else:
-            self.duplicates += 1
+    def count(self, created: list[bool]) -> None:
+        self.added += sum(created)
+        self.duplicates += len(created) - sum(created)
 
 
 def _approval(path: str | Path, approved_by: str | None) -> Approval | None:
     """An import by a team member (`--approved-by NAME`) counts as their review."""
-    return Approval(approved_by, f"imported from {path}") if approved_by else None
+    return Approval(check_name(str(path), "--approved-by", approved_by), f"imported from {path}") if approved_by else None
 
 
 def _prompt_lookup(session: Session, file: str, line: int, external_id: str) -> Prompt:
@@ -50,8 +49,15 @@ def _prompt_lookup(session: Session, file: str, line: int, external_id: str) -> 
     return prompt
 
 
-def _prompt_row(session: Session, where: str, line: int, rec: dict, approval: Approval | None) -> Written:
-    return add_prompt(session, rec["id"], rec["messages"], rec["tags"], where=where, line=line)
+def _prompt_rows(session: Session, where: str, chunk: list[tuple[int, dict]], approval: Approval | None) -> list[bool]:
+    return add_prompts(session, [(where, line, rec) for line, rec in chunk])  # a few statements per chunk, not per row
+
+
+def _each(write_row):
+    """A per-row writer as a chunk writer."""
+    def write(session: Session, where: str, chunk: list[tuple[int, dict]], approval: Approval | None) -> list[bool]:
+        return [write_row(session, where, line, rec, approval).created for line, rec in chunk]
+    return write
 
 
 def _demonstration_row(session: Session, where: str, line: int, rec: dict, approval: Approval | None) -> Written:
@@ -70,16 +76,27 @@ def _ranking_row(session: Session, where: str, line: int, rec: dict, approval: A
                        all_bad=rec["all_bad"], reason=rec["reason"], approved=approval, where=f"{where}:{line}")
 
 
-ROW_WRITERS = {"prompts": _prompt_row, "demonstrations": _demonstration_row, "rankings": _ranking_row}
+CHUNK_WRITERS = {"prompts": _prompt_rows, "demonstrations": _each(_demonstration_row), "rankings": _each(_ranking_row)}
+CHUNK = 500
+"""records written together: memory stays bounded by this, not by the file"""
 
 
 def import_file(session: Session, kind: str, path: str | Path, approved_by: str | None = None) -> ImportReport:
-    """Validate the whole file of `kind`, then write its rows in the caller's transaction."""
-    rows = load_file(kind, path)
+    """Validate the whole file of `kind` (first pass), then write its rows in the caller's transaction (second pass).
+
+    The second pass checks each line again as it writes it: a file changed between the passes fails
+    on its bad line and the caller's transaction rolls back whole.
+    """
+    validate_file(kind, path)
     report = ImportReport(kind, str(path))
     approval = _approval(path, approved_by)
-    for line, rec in rows:
-        report.count(ROW_WRITERS[kind](session, str(path), line, rec, approval))
+    chunk: list[tuple[int, dict]] = []
+    for line, rec in check_file(kind, path):
+        chunk.append((line, rec))
+        if len(chunk) == CHUNK:
+            report.count(CHUNK_WRITERS[kind](session, str(path), chunk, approval))
+            chunk = []
+    report.count(CHUNK_WRITERS[kind](session, str(path), chunk, approval))
     return report
 
 

@@ -11,6 +11,9 @@ is checked, hashed and de-duplicated by one rule wherever it comes from:
   imported file gives, so re-importing an old file finds its duplicates, plus a `key` naming
   where a row made elsewhere comes from (`label_item:12:ana`, `edit:3->5`,
   `adjudicate:q1:eve:...`). Two submits of the same thing from the same place share a hash.
+- races: a row is inserted with ON CONFLICT DO NOTHING (`rlhf.data.store.db.insert_new`), so two
+  processes writing the same row at once (two imports of one file, an app and a CLI) store it once
+  and the loser gets the twin, never an IntegrityError that would roll back its whole transaction.
 - duplicates: a writer returns `Written(row, created)`. With `duplicate="return"` (imports,
   submits, adjudication: a repeat is a no-op) `row` is the stored twin and `created` is False;
   with `duplicate="raise"` (an expert's edit, which must not silently point at another row) a
@@ -25,12 +28,14 @@ The writers only `flush`: the caller's transaction (`session_scope`) commits or 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal, NamedTuple
+from typing import Any, Callable, Literal, NamedTuple
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from rlhf.data.formats import Checker, check_order, check_prompt, check_text, content_hash
+from rlhf.data.formats import (MODEL_REF_CHARS, Checker, check_name, check_note, check_order, check_prompt, check_text,
+                                content_hash)
+from rlhf.data.store.db import insert_new, insert_rows
 from rlhf.data.store.models import Demonstration, Prompt, Ranking, Response, Review, User
 from rlhf.errors import InputError, RlhfError
 
@@ -72,9 +77,9 @@ def get_or_create_user(session: Session, name: str | None, role: str = "annotato
         return None
     user = session.scalar(select(User).where(User.name == name))
     if user is None:
-        user = User(name=name, role=role, password_hash=None, simulated=simulated)
-        session.add(user)
-        session.flush()
+        check_name("user", "name", name)
+        user = (insert_new(session, User, dict(name=name, role=role, password_hash=None, simulated=simulated))
+                or session.scalar(select(User).where(User.name == name)))  # the twin a concurrent writer made
     return user
 
 
@@ -86,9 +91,10 @@ def add_review(session: Session, kind: str, item_id: int, by: User | str, verdic
                payload: dict | None = None) -> Review:
     """One append-only review row: who (a user, or a bare name), what verdict on which item, and why."""
     user = by if isinstance(by, User) else None
+    where = f"{verdict} of {kind} {item_id}"
     rev = Review(item_type=kind, item_id=item_id, reviewer_id=user.id if user else None,
-                 reviewer_name=user.name if user else by, verdict=verdict, reason=(reason or "").strip() or None,
-                 payload=payload or {})
+                 reviewer_name=user.name if user else check_name(where, "reviewer", by),
+                 verdict=verdict, reason=check_note(where, "reason", reason), payload=payload or {})
     session.add(rev)
     session.flush()
     return rev
@@ -100,9 +106,22 @@ def approve(session: Session, kind: str, row, approval: Approval) -> Review:
     return add_review(session, kind, row.id, approval.by, approval.verdict, approval.reason, approval.payload)
 
 
-def _stored(session: Session, kind: str, row, approved: Approval | None) -> Written:
-    session.add(row)
-    session.flush()
+def _write(session: Session, kind: str, model, h: str, values: Callable[[], dict], approved: Approval | None,
+           duplicate: OnDuplicate, duplicate_message: Callable[[int], str]) -> Written:
+    """The stored twin with content hash `h` (or a DuplicateError naming it), else a new row of `values()`
+    with its approval. A twin a concurrent writer stores between the look and the insert is found the same way."""
+
+    def twin() -> Written | None:
+        dup = session.scalar(select(model).where(model.content_hash == h))
+        if dup is not None and duplicate == "raise":
+            raise DuplicateError(duplicate_message(dup.id), dup.id)
+        return Written(dup, False) if dup is not None else None
+
+    if (found := twin()) is not None:
+        return found
+    row = insert_new(session, model, {**values(), "content_hash": h})
+    if row is None:
+        return twin()
     if approved is not None:
         approve(session, kind, row, approved)
     return Written(row, True)
@@ -122,17 +141,37 @@ def add_prompt(session: Session, external_id: str, messages: list[dict], tags: l
     An `external_id` already used by other messages is an InputError on field "id".
     """
     rec = check_prompt(where, line, {"id": external_id, "messages": messages, "tags": list(tags)})
-    h = prompt_hash(rec["messages"])
-    existing = session.scalar(select(Prompt).where(Prompt.content_hash == h))
-    if existing is not None:
-        return Written(existing, False)
-    if session.scalar(select(Prompt.id).where(Prompt.external_id == rec["id"])):
-        raise InputError(where, line, "id", f"prompt id {rec['id']!r} is already used by a prompt with other content")
-    split = "heldout" if HELDOUT_TAG in rec["tags"] else "train"
-    p = Prompt(external_id=rec["id"], messages=rec["messages"], tags=rec["tags"], split=split, content_hash=h)
-    session.add(p)
-    session.flush()
-    return Written(p, True)
+    (created,) = add_prompts(session, [(where, line, rec)])
+    return Written(session.scalar(select(Prompt).where(Prompt.content_hash == prompt_hash(rec["messages"]))), created)
+
+
+def add_prompts(session: Session, recs: list[tuple[str, int | None, dict]]) -> list[bool]:
+    """Many prompts in a few statements (an import writes its file in chunks this way): for each
+    (where, line, record), True when stored, False for an exact duplicate (same messages), by the rules
+    of `add_prompt`. An id already used by other messages is an InputError naming where and line."""
+    checked = [(where, line, check_prompt(where, line, rec)) for where, line, rec in recs]
+    hashes = [prompt_hash(rec["messages"]) for _, _, rec in checked]
+    stored = set(session.scalars(select(Prompt.content_hash).where(Prompt.content_hash.in_(set(hashes)))))
+    id_owner = dict(session.execute(select(Prompt.external_id, Prompt.content_hash)
+                                    .where(Prompt.external_id.in_({rec["id"] for _, _, rec in checked}))).all())
+    new: dict[str, dict] = {}  # content hash -> row, the first line with that content
+    for (where, line, rec), h in zip(checked, hashes):
+        if h in stored or h in new:
+            continue
+        if id_owner.get(rec["id"], h) != h:
+            raise InputError(where, line, "id", f"prompt id {rec['id']!r} is already used by a prompt with other content")
+        id_owner[rec["id"]] = h
+        new[h] = dict(external_id=rec["id"], messages=rec["messages"], tags=rec["tags"], content_hash=h,
+                      split="heldout" if HELDOUT_TAG in rec["tags"] else "train")
+    inserted = set(insert_rows(session, Prompt, list(new.values()), "content_hash"))
+    lost = set(new) - inserted  # a concurrent writer stored these hashes, or these ids with other content, meanwhile
+    if lost:
+        twins = set(session.scalars(select(Prompt.content_hash).where(Prompt.content_hash.in_(lost))))
+        for (where, line, rec), h in zip(checked, hashes):
+            if h in lost and h not in twins:
+                raise InputError(where, line, "id", f"prompt id {rec['id']!r} is already used by a prompt with other content")
+    first = {h: i for i, h in reversed(list(enumerate(hashes)))}  # the line that stored a content, not its repeats
+    return [h in inserted and first[h] == i for i, h in enumerate(hashes)]
 
 
 def add_response(session: Session, prompt: Prompt, text: str, origin: str, model_version: str = "",
@@ -142,16 +181,20 @@ def add_response(session: Session, prompt: Prompt, text: str, origin: str, model
     Text a person wrote (origin "human") is checked like any text; a model's output is stored as it
     came (an empty answer is data too: the reward model should learn it is bad).
     """
+    where = f"response to prompt {prompt.external_id!r}"
     if origin == "human":
-        check_text(f"response to prompt {prompt.external_id!r}", "text", text)
+        check_text(where, "text", text)
+    else:
+        text = text.replace("\x00", "\ufffd")  # a model's NUL byte (PostgreSQL cannot store it) is shown as U+FFFD
+    if model_version:
+        check_name(where, "model_version", model_version, MODEL_REF_CHARS)
     h = content_hash({"text": text})
-    r = session.scalar(select(Response).where(Response.prompt_id == prompt.id, Response.origin == origin,
-                                              Response.model_version == model_version, Response.content_hash == h))
+    twin = select(Response).where(Response.prompt_id == prompt.id, Response.origin == origin,
+                                  Response.model_version == model_version, Response.content_hash == h)
+    r = session.scalar(twin)
     if r is None:
-        r = Response(prompt_id=prompt.id, text=text, origin=origin, model_version=model_version,
-                     generation=generation or {}, content_hash=h)
-        session.add(r)
-        session.flush()
+        r = insert_new(session, Response, dict(prompt_id=prompt.id, text=text, origin=origin, model_version=model_version,
+                                                generation=generation or {}, content_hash=h)) or session.scalar(twin)
     return r
 
 
@@ -176,18 +219,16 @@ def add_demonstration(session: Session, prompt: Prompt, answer: str, *, annotato
     where = where or f"demonstration of prompt {prompt.external_id!r}"
     check_text(where, "answer", answer)
     messages = [*prompt.messages, {"role": "assistant", "content": answer}]
-    h = demonstration_hash(prompt, messages, key)
-    dup = session.scalar(select(Demonstration).where(Demonstration.content_hash == h))
-    if dup is not None:
-        if duplicate == "raise":
-            raise DuplicateError(f"demonstration {dup.id} already has exactly this answer to prompt "
-                                 f"{prompt.external_id!r}; review that one", dup.id)
-        return Written(dup, False)
-    user = _user(session, annotator)
-    row = Demonstration(prompt_id=prompt.id, messages=messages, annotator_id=user.id if user else None, origin=origin,
-                        status="pending", version=parent.version + 1 if parent else 1,
-                        parent_id=parent.id if parent else None, content_hash=h, seconds_spent=seconds_spent)
-    return _stored(session, "demonstration", row, approved)
+
+    def values() -> dict:
+        user = _user(session, annotator)  # a named annotator is created only for a new row
+        return dict(prompt_id=prompt.id, messages=messages, annotator_id=user.id if user else None, origin=origin,
+                    status="pending", version=parent.version + 1 if parent else 1,
+                    parent_id=parent.id if parent else None, seconds_spent=seconds_spent)
+
+    return _write(session, "demonstration", Demonstration, demonstration_hash(prompt, messages, key), values, approved,
+                  duplicate, lambda dup: f"demonstration {dup} already has exactly this answer to prompt "
+                                         f"{prompt.external_id!r}; review that one")
 
 
 # --------------------------------------------------------------------------- rankings
@@ -217,16 +258,15 @@ def add_ranking(session: Session, prompt: Prompt, response_ids: list[int], order
     if len(ids) < 2 or len(set(ids)) != len(ids):
         c.fail("response_ids", f"a ranking needs at least 2 different responses, got {ids}")
     order = check_order(c, order, len(ids))
+    reason = c.note("reason", reason)
     name = annotator.name if isinstance(annotator, User) else annotator
-    h = ranking_hash(prompt, ids, order, bool(all_bad), name, key)
-    dup = session.scalar(select(Ranking).where(Ranking.content_hash == h))
-    if dup is not None:
-        if duplicate == "raise":
-            raise DuplicateError(f"ranking {dup.id} already stores exactly this order of these answers to prompt "
-                                 f"{prompt.external_id!r}" + (f" by {name}" if name else ""), dup.id)
-        return Written(dup, False)
-    user = _user(session, annotator)
-    row = Ranking(prompt_id=prompt.id, response_ids=ids, order=order, shown_order=shown_order, all_bad=bool(all_bad),
-                  reason=reason, annotator_id=user.id if user else None, origin=origin, status="pending",
-                  content_hash=h, seconds_spent=seconds_spent)
-    return _stored(session, "ranking", row, approved)
+
+    def values() -> dict:
+        user = _user(session, annotator)
+        return dict(prompt_id=prompt.id, response_ids=ids, order=order, shown_order=shown_order, all_bad=bool(all_bad),
+                    reason=reason, annotator_id=user.id if user else None, origin=origin, status="pending",
+                    seconds_spent=seconds_spent)
+
+    return _write(session, "ranking", Ranking, ranking_hash(prompt, ids, order, bool(all_bad), name, key), values, approved,
+                  duplicate, lambda dup: f"ranking {dup} already stores exactly this order of these answers to prompt "
+                                         f"{prompt.external_id!r}" + (f" by {name}" if name else ""))

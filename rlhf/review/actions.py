@@ -5,6 +5,11 @@ Every action is one call inside the caller's transaction and writes at least one
 
 - approve / reject: the item's status becomes approved / rejected (a rejection needs a reason).
   Reviewing again is allowed (the newest verdict sets the status; all stay in the history).
+  The status changes by a conditional update (`UPDATE ... WHERE status IN REVIEWABLE`): an approval
+  racing an edit or an adjudication that superseded the row finds nothing to update and says so,
+  so a superseded row never comes back to life.
+- nobody reviews their own work: approving, rejecting, editing or adjudicating a row the reviewer
+  wrote (an expert's own demonstration or ranking) is an AccessDenied; another reviewer must do it.
 - edit (demonstrations): a NEW Demonstration (version + 1, parent_id = the original, status
   approved, written by the expert) is added and the original is marked "superseded". The edit
   is also a preference: a Ranking over two Responses (edited text, original text), order
@@ -25,12 +30,14 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass, field
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
-from rlhf.data.accounts import REVIEWERS, require
+from rlhf.data.accounts import REVIEWERS, AccessDenied, require
 from rlhf.data.formats import Checker, check_order
 from rlhf.data.records import Approval, add_demonstration, add_ranking, add_response, add_review
+from rlhf.data.store.db import lock_row
 from rlhf.data.store.models import Demonstration, Prompt, Ranking, Response, Review, User
 from rlhf.errors import NotFoundError, RlhfError
 
@@ -138,11 +145,33 @@ def _item(session: Session, kind: str, item_id: int):
     return row
 
 
+def _not_own(user: User, row, kind: str, action: str) -> None:
+    if row.annotator_id is not None and row.annotator_id == user.id:
+        raise AccessDenied(f"{action}: {kind} {row.id} is {user.name}'s own work; another reviewer must {action} it")
+
+
+def _change_status(session: Session, user: User, kind: str, item_id: int, action: str, status: str,
+                   allowed: tuple[str, ...] = REVIEWABLE):
+    """Check the row may be reviewed by `user`, then move it to `status` only if it is still in `allowed`
+    (a conditional update: it holds the row until the transaction ends). Returns (row, status before)."""
+    row = _item(session, kind, item_id)
+    _not_own(user, row, kind, action)
+    before = row.status
+    model = KINDS[kind]
+    done = session.execute(update(model).where(model.id == item_id, model.status.in_(allowed)).values(status=status)
+                           .execution_options(synchronize_session=False))
+    if done.rowcount != 1:  # a concurrent edit or adjudication got there first
+        session.refresh(row)
+        _item(session, kind, item_id)  # names what happened to it (superseded by ...)
+        raise RlhfError(f"{kind} {item_id} changed while you reviewed it (now {row.status}): reload and review again")
+    set_committed_value(row, "status", status)
+    return row, before
+
+
 def approve(session: Session, reviewer: User | str, kind: str, item_id: int, reason: str | None = None) -> Review:
     """Mark a demonstration or ranking approved: it enters default snapshots."""
     user = require(session, reviewer, REVIEWERS, "approve", login=False)
-    row = _item(session, kind, item_id)
-    before, row.status = row.status, "approved"
+    _, before = _change_status(session, user, kind, item_id, "approve", "approved")
     return add_review(session, kind, item_id, user, "approve", reason, {"status_before": before})
 
 
@@ -151,8 +180,7 @@ def reject(session: Session, reviewer: User | str, kind: str, item_id: int, reas
     user = require(session, reviewer, REVIEWERS, "reject", login=False)
     if not (reason or "").strip():
         raise RlhfError(f"rejecting {kind} {item_id} needs a reason: say what is wrong so the annotator can learn from it")
-    row = _item(session, kind, item_id)
-    before, row.status = row.status, "rejected"
+    _, before = _change_status(session, user, kind, item_id, "reject", "rejected")
     return add_review(session, kind, item_id, user, "reject", reason, {"status_before": before})
 
 
@@ -177,14 +205,16 @@ def edit_demonstration(session: Session, reviewer: User | str, demonstration_id:
                         "approve it instead")
     prompt = session.get(Prompt, orig.prompt_id)
     why = (reason or "").strip() or None
+    # the original is superseded first, conditionally: a concurrent approval, rejection or second edit waits for
+    # this transaction and then finds the row superseded instead of bringing it back
+    _, before = _change_status(session, user, "demonstration", orig.id, "edit", "superseded")
     # the history reads in the order things happened: the edit of the original, then its new version's approval,
     # then the preference pair; the edit's payload names the rows it made once they exist
-    rev = add_review(session, "demonstration", orig.id, user, "edit", why, {"status_before": orig.status})
+    rev = add_review(session, "demonstration", orig.id, user, "edit", why, {"status_before": before})
     # no key: an edit hashes like an imported answer, so an answer already stored is refused by name
     new = add_demonstration(session, prompt, answer, annotator=user, parent=orig, duplicate="raise", where=where,
                             approved=Approval(user, f"the expert's own edit of demonstration {orig.id}",
                                               payload={"parent_id": orig.id})).row
-    orig.status = "superseded"
 
     # the edit as a preference pair: edited (index 0) over original (index 1)
     edited_r = add_response(session, prompt, answer, origin="human", generation={"demonstration_id": new.id})
@@ -218,10 +248,14 @@ def adjudicate(session: Session, reviewer: User | str, prompt_id: int, order: li
     prompt = session.get(Prompt, prompt_id)
     if prompt is None:
         raise NotFoundError(f"no prompt with id {prompt_id}")
+    lock_row(session, Prompt, prompt_id)  # one adjudication of a prompt at a time: the second sees the first's consensus
     records, adjudications, _, _ = agreement.load(session, include_simulated)
     mine = {}
     for rec in sorted((r for r in records if r.prompt_id == prompt_id), key=lambda r: r.ranking_id):
         mine[rec.annotator] = rec
+    if expert.name in mine:
+        raise AccessDenied(f"adjudicate: {expert.name} ranked prompt {prompt.external_id!r} (ranking "
+                           f"{mine[expert.name].ranking_id}); another reviewer must adjudicate it")
     if response_ids is None:
         response_ids = sorted({rid for rec in mine.values() for rid in rec.response_ids})
     response_ids = list(response_ids)
@@ -246,7 +280,9 @@ def adjudicate(session: Session, reviewer: User | str, prompt_id: int, order: li
         return ranking
     for old in olds:
         if old.id in replaced:
-            old.status = "superseded"
+            session.execute(update(Ranking).where(Ranking.id == old.id, Ranking.status.in_(("pending", "approved")))
+                            .values(status="superseded").execution_options(synchronize_session=False))
+            set_committed_value(old, "status", "superseded")
             add_review(session, "ranking", old.id, expert, "supersede", f"adjudicated: ranking #{ranking.id} is the consensus",
                        {"adjudication_ranking_id": ranking.id})
     return ranking

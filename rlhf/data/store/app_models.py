@@ -22,6 +22,7 @@ from typing import Any
 from sqlalchemy import JSON, DateTime, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
+from rlhf.data.formats import NAME_CHARS
 from rlhf.data.store.models import Base, utcnow
 
 ITEM_KINDS = ("write", "rank")
@@ -34,7 +35,7 @@ class AppSetting(Base):
     __tablename__ = "app_settings"
     key: Mapped[str] = mapped_column(String(64), primary_key=True)
     value: Mapped[Any] = mapped_column(JSON)
-    updated_by: Mapped[str] = mapped_column(String(128), default="")
+    updated_by: Mapped[str] = mapped_column(String(NAME_CHARS), default="")
     updated_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
 
 
@@ -43,7 +44,7 @@ class LabelItem(Base):
     __table_args__ = (Index("ix_label_items_kind_id", "kind", "id"),)
     id: Mapped[int] = mapped_column(primary_key=True)
     kind: Mapped[str] = mapped_column(String(8))  # write | rank
-    key: Mapped[str] = mapped_column(String(256), unique=True)  # write:<prompt id> | rank:<prompt id>:<model version>
+    key: Mapped[str] = mapped_column(Text, unique=True)  # write:<prompt id> | rank:<prompt id>:<model version>
     prompt_id: Mapped[int] = mapped_column(ForeignKey("prompts.id"), index=True)
     response_ids: Mapped[list[Any]] = mapped_column(JSON, default=list)  # rank: the candidates, sorted by id; write: []
     done_count: Mapped[int] = mapped_column(Integer, default=0)  # submitted assignments; +1 in the submit's transaction

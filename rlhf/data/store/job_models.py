@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import JSON, DateTime, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
+from rlhf.data.formats import NAME_CHARS
 from rlhf.data.store.models import Base, utcnow
 
 JOB_STATUSES = ("queued", "running", "done", "failed")
@@ -30,7 +31,7 @@ class Job(Base):
     pid: Mapped[int | None] = mapped_column(Integer)  # the wrapper process (leader of the job's process group)
     host: Mapped[str] = mapped_column(String(255), default="")  # where `pid` lives: only that host can tell it died
     log_path: Mapped[str] = mapped_column(Text, default="")  # RLHF_HOME/runs/jobs/<id>.log: stdout and stderr
-    created_by: Mapped[str] = mapped_column(String(128))
+    created_by: Mapped[str] = mapped_column(String(NAME_CHARS))
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
     started_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
     finished_at: Mapped[dt.datetime | None] = mapped_column(DateTime)

@@ -2,6 +2,10 @@
 
 Nothing is deleted: reviews, edits and versions add rows. Texts are stored verbatim (HTML and
 script stay text; rendering escapes them). `content_hash` columns make exact duplicates detectable.
+
+Sizes: a `String(N)` column holds what the checks of `rlhf.data.formats` let through (`ID_CHARS`,
+`NAME_CHARS`, ...: the same constants); text without a natural limit is `Text`. `rlhf.data.store.db`
+refuses, before PostgreSQL would, any value over its column's size or with a NUL character.
 """
 
 from __future__ import annotations
@@ -12,6 +16,8 @@ from typing import Any
 from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Integer, String, Text, UniqueConstraint
 from sqlalchemy import false as sa_false
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from rlhf.data.formats import ID_CHARS, MODEL_REF_CHARS, NAME_CHARS, REGISTRY_NAME_CHARS
 
 ROLES = ("annotator", "expert", "admin")
 ORIGINS = ("human", "model", "simulated")
@@ -29,7 +35,7 @@ class Base(DeclarativeBase):
 class User(Base):
     __tablename__ = "users"
     id: Mapped[int] = mapped_column(primary_key=True)
-    name: Mapped[str] = mapped_column(String(128), unique=True)
+    name: Mapped[str] = mapped_column(String(NAME_CHARS), unique=True)
     role: Mapped[str] = mapped_column(String(16))  # annotator | expert | admin
     password_hash: Mapped[str | None] = mapped_column(String(256))  # None: cannot log in (imported or simulated)
     simulated: Mapped[bool] = mapped_column(Boolean, default=False)  # a rubric, never a person
@@ -41,7 +47,7 @@ class User(Base):
 class Prompt(Base):
     __tablename__ = "prompts"
     id: Mapped[int] = mapped_column(primary_key=True)
-    external_id: Mapped[str] = mapped_column(String(256), unique=True)  # the `id` of the JSONL format
+    external_id: Mapped[str] = mapped_column(String(ID_CHARS), unique=True)  # the `id` of the JSONL format
     messages: Mapped[list[Any]] = mapped_column(JSON)
     tags: Mapped[list[Any]] = mapped_column(JSON, default=list)
     split: Mapped[str] = mapped_column(String(16), default="train")  # train | heldout (tag "heldout")
@@ -58,7 +64,7 @@ class Response(Base):
     prompt_id: Mapped[int] = mapped_column(ForeignKey("prompts.id"), index=True)
     text: Mapped[str] = mapped_column(Text)
     origin: Mapped[str] = mapped_column(String(16))  # human | model | simulated
-    model_version: Mapped[str] = mapped_column(String(256), default="")  # e.g. sft@v2; "" when unknown
+    model_version: Mapped[str] = mapped_column(String(MODEL_REF_CHARS), default="")  # e.g. sft@v2; "" when unknown
     generation: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # sampling settings, seed, k index
     content_hash: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
@@ -108,7 +114,7 @@ class Review(Base):
     item_type: Mapped[str] = mapped_column(String(32))  # demonstration | ranking | ...
     item_id: Mapped[int] = mapped_column(Integer, index=True)
     reviewer_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
-    reviewer_name: Mapped[str] = mapped_column(String(128))
+    reviewer_name: Mapped[str] = mapped_column(String(NAME_CHARS))
     verdict: Mapped[str] = mapped_column(String(32))  # approve | reject | edit | adjudicate
     reason: Mapped[str | None] = mapped_column(Text)
     payload: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
@@ -119,7 +125,7 @@ class DatasetVersion(Base):
     __tablename__ = "dataset_versions"
     __table_args__ = (UniqueConstraint("name", "version"),)
     id: Mapped[int] = mapped_column(primary_key=True)
-    name: Mapped[str] = mapped_column(String(64))
+    name: Mapped[str] = mapped_column(String(REGISTRY_NAME_CHARS))
     version: Mapped[int] = mapped_column(Integer)
     content_hash: Mapped[str] = mapped_column(String(64), index=True)
     row_count: Mapped[int] = mapped_column(Integer)
@@ -137,7 +143,7 @@ class ModelVersion(Base):
     __tablename__ = "model_versions"
     __table_args__ = (UniqueConstraint("name", "version"),)
     id: Mapped[int] = mapped_column(primary_key=True)
-    name: Mapped[str] = mapped_column(String(64))  # sft | rm | ppo | a user's own name
+    name: Mapped[str] = mapped_column(String(REGISTRY_NAME_CHARS))  # sft | rm | ppo | a user's own name
     version: Mapped[int] = mapped_column(Integer)
     stage: Mapped[str] = mapped_column(String(16))
     base: Mapped[str] = mapped_column(Text)  # what it started from: builtin name, path or NAME@vN
@@ -148,10 +154,16 @@ class ModelVersion(Base):
     seed: Mapped[int] = mapped_column(Integer)
     code_version: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    # sha256 over the folder's files (sorted relative paths + bytes) at registration, and each file's own sha256
+    # (to name the file that changed); None on versions registered before hashes were recorded
+    content_hash: Mapped[str | None] = mapped_column(String(64))
+    file_hashes: Mapped[dict[str, Any] | None] = mapped_column(JSON)
 
     @property
     def ref(self) -> str:
         return f"{self.name}@v{self.version}"
+
+
 from rlhf.data.store import review_models  # noqa: E402,F401
 from rlhf.data.store import app_models  # noqa: E402,F401
 from rlhf.data.store import job_models  # noqa: E402,F401
