@@ -1,7 +1,8 @@
 """Reward-model stage: `just rm` = `python -m stages.rm [--config data/configs/rm.yaml] [--key value ...]`.
 
 A recipe: config -> seed -> preferences snapshot, split by prompt -> tokenize (prompts cut from the
-left) -> model -> trl RewardTrainer -> evaluate -> train -> evaluate -> save -> register.
+left) -> model -> trl RewardTrainer -> evaluate -> train -> evaluate -> save -> register. `--processes N` runs
+it under `accelerate launch` (rlhf.train.distributed); `--resume RUN_DIR` continues a run from its newest checkpoint.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from rlhf.data import registry
 from rlhf.data.pairs import split_pairs
 from rlhf.data.store import session_scope
 from rlhf.errors import run_or_exit
-from rlhf.train import modeling, stage
+from rlhf.train import distributed, modeling, resume, stage
 from rlhf.train.reward import evaluate, rubric_for, tokenize_pairs
 from rlhf.train.rm import RMStageConfig, build_model, undo_bf16_on_cpu
 
@@ -19,11 +20,13 @@ PINS = {"model": None, "dataset": "preferences"}  # references pinned to the NAM
 SHOWN = ("accuracy", "accuracy/rubric", "calibration/ece", "reward/mean", "reward/std", "reward/length_corr")
 
 
+@distributed.launchable
 def main(argv: list[str] | None = None) -> dict:
     from trl import RewardConfig, RewardTrainer
 
-    # step 1. config (references pinned), seed, run folder
-    run = stage.start("rm", parse_args(RMStageConfig, argv), PINS)
+    # step 1. config (references pinned; a resumed run takes its stored one), seed, run folder
+    cfg, run_dir = resume.resumed(parse_args(RMStageConfig, argv))
+    run = stage.start("rm", cfg, PINS, run_dir)
     cfg = run.cfg
 
     # step 2. data: a frozen snapshot, split by prompt (no prompt in both train and eval)
@@ -31,53 +34,56 @@ def main(argv: list[str] | None = None) -> dict:
         ds = registry.load(s, cfg.dataset)
     train_rows, eval_rows, how = split_pairs(ds, cfg.eval_fraction, cfg.seed)
     rubric = rubric_for(ds, cfg.rubric)
-    print(f"data: {cfg.dataset}: {len(train_rows)} train pairs, {len(eval_rows)} eval pairs (eval = {how})", flush=True)
+    distributed.say(f"data: {cfg.dataset}: {len(train_rows)} train pairs, {len(eval_rows)} eval pairs (eval = {how})")
 
     # step 3. model and tokenizer; tokenize ourselves so trl never drops a long pair
     resolved = modeling.resolve(cfg.model)
     tokenizer = modeling.load_tokenizer(resolved)
     tokenized = tokenize_pairs(train_rows, tokenizer, cfg.max_length)
-    print(f"tokens: {sum(tokenized['truncated'])} of {len(tokenized)} pairs had their prompt cut from the left to "
-          f"{cfg.max_length} tokens", flush=True)
+    distributed.say(f"tokens: {sum(tokenized['truncated'])} of {len(tokenized)} pairs had their prompt cut from the left "
+                    f"to {cfg.max_length} tokens")
     train_ds = tokenized.select_columns(["chosen_ids", "rejected_ids"])
     model, peft_config = build_model(cfg, resolved)
 
     # step 4. trainer (trl RewardTrainer: Bradley-Terry loss on chosen_ids/rejected_ids)
     args = RewardConfig(**stage.trainer_args(cfg, run.dir), disable_dropout=True,
                         center_rewards_coefficient=cfg.center_rewards_coefficient or None)
-    trainer = RewardTrainer(model=model, args=args, train_dataset=train_ds, processing_class=tokenizer, peft_config=peft_config)
+    trainer = RewardTrainer(model=model, args=args, train_dataset=train_ds, processing_class=tokenizer, peft_config=peft_config,
+                            callbacks=[resume.CheckpointCallback(run)])
+    distributed.check_even_split(len(train_ds), cfg.batch_size, distributed.num_processes())
     if cfg.mode == "qlora":
         undo_bf16_on_cpu(trainer.model)
-    print(f"model: {cfg.model} ({cfg.mode}): {stage.params(trainer.model)}", flush=True)
+    distributed.say(f"model: {cfg.model} ({cfg.mode}): {stage.params(trainer.model)}")
 
-    # step 5. evaluate before, train, evaluate after (held-out pairs; accuracy vs the rubric when known)
+    # step 5. evaluate before, train, evaluate after (held-out pairs, on the main process; accuracy vs the rubric)
     kw = dict(rubric=rubric, batch_size=cfg.eval_batch_size, max_length=cfg.max_length)
-    before = evaluate(trainer.model, tokenizer, eval_rows, **kw)
-    train_out = trainer.train()
-    after = evaluate(trainer.model, tokenizer, eval_rows, **kw)
+    before = distributed.main_only(evaluate, trainer.model, tokenizer, eval_rows, **kw)
+    train_out = trainer.train(resume_from_checkpoint=resume.checkpoint_to_resume(run))
+    after = distributed.main_only(evaluate, trainer.model, tokenizer, eval_rows, **kw)
 
     # step 6. save (LoRA merged: a plain sequence classifier) and register with the metrics
     stage.plot_history(trainer.state.log_history, run.dir / "loss.png", ("loss", "accuracy"), f"RM {cfg.model} ({cfg.mode})")
     steps = train_out.global_step or 1
     metrics = {**after, "accuracy_before": before["accuracy"], "accuracy/rubric_before": before.get("accuracy/rubric"),
-               "train_loss": train_out.training_loss, "train_seconds": train_out.metrics.get("train_runtime"),
+               "train_loss": resume.train_loss(trainer.state.log_history), "train_seconds": train_out.metrics.get("train_runtime"),
                "seconds_per_step": round(train_out.metrics.get("train_runtime", 0.0) / steps, 3),
-               "train_pairs": len(train_ds), "eval_pairs": len(eval_rows), "eval_split": how, "rubric": rubric}
+               "train_pairs": len(train_ds), "eval_pairs": len(eval_rows), "eval_split": how, "rubric": rubric,
+               "processes": distributed.num_processes()}
     ref, out = stage.save_and_register(run, trainer.model, tokenizer, base=cfg.model, datasets=[cfg.dataset], metrics=metrics,
                                        config={**to_dict(cfg), "rubric": rubric or ""})
 
     # step 7. report
     shown = [k for k in SHOWN if after.get(k) is not None] + sorted(k for k in after if k.startswith("accuracy/tag/"))
     width = max(len(k) for k in shown)
-    print(f"\nRM {ref} on {len(eval_rows)} held-out pairs ({how}):\n  {'metric':<{width}} {'before':>8} {'after':>8}")
-    for k in shown:
-        print(f"  {k:<{width}} {before.get(k, float('nan')):>8.3f} {after[k]:>8.3f}")
-    print(f"run folder (loss.png, result.json): {run.dir}\nmodel: {out}")
+    distributed.say(f"\nRM {ref} on {len(eval_rows)} held-out pairs ({how}):\n  {'metric':<{width}} {'before':>8} {'after':>8}\n"
+                    + "\n".join(f"  {k:<{width}} {before.get(k, float('nan')):>8.3f} {after[k]:>8.3f}" for k in shown)
+                    + f"\nrun folder (loss.png, result.json): {run.dir}\nmodel: {out}")
     return stage.finish(run, {
         "model": ref, "dataset": cfg.dataset, "accuracy": after["accuracy"], "accuracy_before": before["accuracy"],
         "accuracy_rubric": after.get("accuracy/rubric"), "accuracy_rubric_before": before.get("accuracy/rubric"),
         "rubric": rubric, "ece": after["calibration/ece"], "length_corr": after["reward/length_corr"],
-        "train_pairs": len(train_ds), "eval_pairs": len(eval_rows), "train_seconds": metrics["train_seconds"]})
+        "train_pairs": len(train_ds), "eval_pairs": len(eval_rows), "train_loss": metrics["train_loss"],
+        "train_seconds": metrics["train_seconds"], "processes": metrics["processes"]})
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ import json
 import pytest
 import torch
 
+from rlhf.errors import RlhfError
 from tests.conftest import write_jsonl
 
 TRAIN = [f"How do I keep basil fresh, tip {i}?" for i in range(6)]
@@ -65,21 +66,31 @@ def test_stage_registers_ppo_v1(workspace, prompts_ref, tiny_model, tiny_rm, cap
     assert (runs[-1] / "heldout_samples.json").exists() and (runs[-1] / "metrics.jsonl").exists()
 
 
-def test_stage_value_from_rm_and_resume(workspace, prompts_ref, tiny_model, tiny_rm, capsys):
+def test_stage_killed_mid_run_resumes_and_registers_once(workspace, prompts_ref, tiny_model, tiny_rm, tmp_path, capsys):
+    """value_model rm (the default); SIGKILL (a real subprocess) once the first checkpoint is complete, resume: the
+    remaining updates run, the history has each update once, and exactly one version is registered."""
     from stages import ppo as stage
+    from tests.stage_runs import kill_mid_run, registered
 
-    first = stage.main(args(tiny_model, tiny_rm, prompts_ref, "--checkpoint-every", "1"))  # value_model rm (default)
-    run = sorted((workspace / "runs").glob("ppo-*"))[-1]
-    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["update-00002"]
+    argv = args(tiny_model, tiny_rm, prompts_ref, "--checkpoint-every", "1", "--updates", "4")
+    run = kill_mid_run(workspace, "ppo", argv, "checkpoints/update-*/state.json", tmp_path / "killed.log")
+    done = int(json.loads(sorted((run / "checkpoints").glob("update-*/state.json"))[-1].read_text())["update"])
+    assert 1 <= done < 4 and registered("ppo") == []
+
     again = stage.main(["--resume", str(run), "--report-to", "none"])
-    assert "resuming from update 2" in capsys.readouterr().out
-    assert first["model"] == "ppo@v1" and again["model"] == "ppo@v2"
+    assert f"resuming from update {done}" in capsys.readouterr().out
+    assert again["model"] == "ppo@v1" and registered("ppo") == ["ppo@v1"]
+    final = json.loads((run / "checkpoints" / "update-00004" / "state.json").read_text())
+    assert [h["update"] for h in final["history"]] == [1, 2, 3, 4]
+    assert sorted(p.name for p in (run / "checkpoints").iterdir() if not p.name.startswith(".")) == ["update-00004"]
+    with pytest.raises(RlhfError, match="already finished and registered ppo@v1"):
+        stage.main(["--resume", str(run), "--report-to", "none"])
+    assert registered("ppo") == ["ppo@v1"]
 
 
 def test_stage_clear_errors(workspace, prompts_ref, tiny_model, tiny_rm, tmp_path):
     from transformers import AutoTokenizer
 
-    from rlhf.errors import RlhfError
     from stages import ppo as stage
 
     other = tmp_path / "other-rm"

@@ -21,7 +21,11 @@ TOPICS = ["apples", "rivers", "lists", "taxes", "bread", "trains", "stars", "loa
 
 @pytest.fixture
 def sft_data(workspace, tmp_path):
-    """32 prompts (8 held out) whose answers follow one template: learnable by a tiny model."""
+    return sft_snapshot(tmp_path)
+
+
+def sft_snapshot(tmp_path) -> str:
+    """32 prompts (8 held out) whose answers follow one template: learnable by a tiny model; the sft snapshot's ref."""
     prompts, demos = [], []
     for i in range(32):
         msgs = [{"role": "user", "content": f"Tell me about {TOPICS[i % 8]}, item {i}."}]
@@ -115,6 +119,11 @@ def test_bad_model_and_mode_and_dataset(sft_data, tiny_model, tmp_path):
         run_sft(tiny_model, "--dataset", "sft@v9")
     with pytest.raises(NotFoundError, match="unknown model version sft@v3"):
         run_sft("sft@v3")
+    for bad in ("../escape", "a/b", "x" * 65, "sft@v2", "a\x00b"):  # a model name is a registry name and a folder
+        with pytest.raises(RlhfError, match="--name: model name .*: use 1-64 letters"):
+            run_sft(tiny_model, "--name", bad)
+    with session_scope() as s:
+        assert s.scalars(select(ModelVersion)).all() == []  # refused at start, before any training or saving
 
 
 def test_stage_cli_errors_are_one_line(sft_data, tmp_path):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,7 +54,14 @@ def with_distinct_pad(tokenizer):
 
 
 def builtin_path() -> Path:
-    """The built-in model as a safetensors folder, converted from the GGUF on first use (~20 s, once)."""
+    """The built-in model as a safetensors folder, converted from the GGUF on first use (~20 s, once).
+    `RLHF_BUILTIN_DIR` names an already converted folder to use instead (a shared cache; the GPU check carries
+    only its tokenizer and config there, which is all a random-init model needs)."""
+    given = os.environ.get("RLHF_BUILTIN_DIR")
+    if given:
+        if not (Path(given) / "config.json").is_file():
+            raise NotFoundError(f"RLHF_BUILTIN_DIR={given}: no converted built-in model there (no config.json)")
+        return Path(given)
     final = paths.models_dir() / BUILTIN
     if (final / "config.json").exists():
         return final
@@ -124,7 +132,8 @@ class ResolvedModel:
 
 
 def resolve(spec: str) -> ResolvedModel:
-    """`smollm2-135m-instruct`, a local folder, or a registered `NAME@vN` / `NAME@latest`."""
+    """`smollm2-135m-instruct`, a local folder, or a registered `NAME@vN` / `NAME@latest` (its folder checked
+    against the hashes taken at registration, `registry.verify_model`)."""
     if spec in BUILTIN_ALIASES:
         return ResolvedModel(spec, builtin_path(), BUILTIN)
     path = Path(spec).expanduser()
@@ -138,6 +147,7 @@ def resolve(spec: str) -> ResolvedModel:
 
         with session_scope() as s:
             mv = registry.get_model_version(s, registry.pin_model(s, spec))
+            registry.verify_model(mv)  # re-hashed: a swapped or missing weight file is an IntegrityError, before loading
             return ResolvedModel(spec, Path(mv.path), mv.ref)
     raise NotFoundError(f"--model {spec}: no such folder, registered version or built-in model "
                         f"(built-in: {BUILTIN}; nothing is downloaded from a hub)")

@@ -54,3 +54,24 @@ def build_model(cfg: SFTStageConfig, resolved):
     model = modeling.load_model(resolved, mode=cfg.mode)
     return modeling.prepare_for_training(model, cfg.mode, "CAUSAL_LM", cfg.lora_r, cfg.lora_alpha,
                                          activation_checkpointing=cfg.activation_checkpointing)
+
+
+def heldout_loss(trainer) -> float:
+    """The mean loss on the trainer's held-out rows, computed on this process alone (the stage calls it on the main
+    process), as `Trainer.evaluate` computes it: each batch's mean loss over its answer tokens, weighted by the
+    batch's rows, under the trainer's autocast. `Trainer.evaluate` itself would split the rows across processes."""
+    import torch
+
+    from rlhf.train.modeling import eval_mode
+
+    model, rows, collate = trainer.model, trainer.eval_dataset, trainer.data_collator
+    size = trainer.args.per_device_eval_batch_size
+    device = next(model.parameters()).device
+    keys = ("input_ids", "attention_mask", "position_ids", "labels")
+    total = 0.0
+    with eval_mode(model), torch.no_grad(), trainer.autocast_smart_context_manager():
+        for start in range(0, len(rows), size):
+            examples = [rows[i] for i in range(start, min(start + size, len(rows)))]
+            batch = {k: v.to(device) for k, v in collate(examples).items() if k in keys}
+            total += model(**batch, use_cache=False).loss.float().item() * len(examples)
+    return total / len(rows)

@@ -9,6 +9,10 @@ A run pins every model and dataset reference of its config to the exact `NAME@vN
 so the printed config, the checkpoints, result.json and the registry row say exactly what was used.
 Saving writes the model folder atomically (`rlhf.fs.atomic_dir`) and registers it in the same
 transaction. Also here: the TrainingArguments the trl-trained stages share, tracking, plots.
+
+Rank-safe under `accelerate launch` (`rlhf.train.distributed`): pinning, the run folder, saving,
+registering, plots and the RESULT line happen once, on the main process; the other processes wait for
+its values. One run is one run folder, one registered version, whatever the number of processes.
 """
 
 from __future__ import annotations
@@ -25,6 +29,8 @@ from typing import Any
 from rlhf import fs, paths
 from rlhf.config import describe, field, seed_everything, to_dict
 from rlhf.data import registry
+from rlhf.errors import RlhfError
+from rlhf.train import distributed
 from rlhf.train.modeling import PRECISIONS, device, use_bf16
 
 TRACKING_CHOICES = ("trackio", "tensorboard", "wandb", "mlflow", "none")
@@ -47,6 +53,8 @@ class TrainerFields:
     # Output
     logging_steps: int = field(5, "log training metrics every N optimizer steps")
     report_to: str = field("trackio", "experiment tracking backend", TRACKING_CHOICES)
+    checkpoint_every: int = field(50, "save a checkpoint every N optimizer steps (0 = none); --resume continues from it")
+    resume: str = field("", "a run folder to continue from its newest complete checkpoint (its stored config is used)")
 
 
 @dataclass(frozen=True)
@@ -67,6 +75,15 @@ def new_run_dir(stage: str, seed: int) -> Path:
     return run
 
 
+def check_unfinished(run_dir: Path) -> None:
+    """A run folder to resume must not hold a finished run: resuming it would register a second version."""
+    done = Path(run_dir) / "result.json"
+    if done.exists():
+        ref = json.loads(done.read_text()).get("model", "?")
+        raise RlhfError(f"--resume {run_dir}: this run already finished and registered {ref}; nothing to resume "
+                        "(start a new run instead)")
+
+
 def pin(cfg, pins: dict[str, str | None]):
     """`cfg` with each field of `pins` pinned: a model reference (kind None) by `registry.pin_model`, a dataset
     reference to the `NAME@vN` of that kind it names now (an unknown one, or one of another kind, is an error)."""
@@ -79,16 +96,22 @@ def pin(cfg, pins: dict[str, str | None]):
 
 
 def start(stage: str, cfg, pins: dict[str, str | None], run_dir: Path | None = None) -> Run:
-    """Pin the config's references, check it (`cfg.check()` where it has one), print it, seed python, numpy
-    and torch, and make the run folder. A resumed run passes its own folder (its config is pinned already)."""
+    """Check the model name, pin the config's references, check it (`cfg.check()` where it has one), print it, seed
+    python, numpy and torch, and make the run folder. A resumed run passes its own folder (its config is pinned
+    already; a finished run is refused). Under a launch the main process pins and makes the folder."""
     started = time.time()
+    distributed.check_engine()
+    registry.check_registry_name(cfg.name, "--name: model")  # NAME@vN parses, models/NAME/vN is a folder of its own
     if run_dir is None:
-        cfg = pin(cfg, pins)
+        cfg = distributed.main_only(pin, cfg, pins)
+    else:
+        check_unfinished(run_dir)
     if hasattr(cfg, "check"):
         cfg.check()
-    print(f"{stage.upper()} config:\n{describe(cfg)}", flush=True)
+    if distributed.is_main():
+        print(f"{stage.upper()} config:\n{describe(cfg)}", flush=True)
     seed_everything(cfg.seed)
-    return Run(stage, cfg, run_dir or new_run_dir(stage, cfg.seed), started)
+    return Run(stage, cfg, run_dir or distributed.main_only(new_run_dir, stage, cfg.seed), started)
 
 
 def setup_tracking(report_to: str) -> list[str]:
@@ -119,8 +142,13 @@ def trainer_args(cfg, run_dir: Path) -> dict:
         weight_decay=0.0,
         max_length=cfg.max_length,
         logging_steps=cfg.logging_steps,
-        eval_strategy="no",  # we evaluate before and after ourselves
-        save_strategy="no",  # the stage saves the final model into the registry
+        eval_strategy="no",  # we evaluate before and after ourselves, on the main process
+        save_strategy="steps" if cfg.checkpoint_every else "no",  # checkpoints to resume from (rlhf.train.resume)
+        save_steps=cfg.checkpoint_every or 500,
+        save_total_limit=None,  # resume.CheckpointCallback removes old ones once a newer one is complete
+        # several processes: per-process batches in turn, the last global batch split, never a row repeated
+        # (accelerate's default repeats rows to even it out); distributed.check_even_split refuses what would hang
+        accelerator_config={"even_batches": False},
         report_to=setup_tracking(cfg.report_to),
         project=PROJECT,
         run_name=run_dir.name,
@@ -162,29 +190,40 @@ def save_model(model, tokenizer, out_dir: Path, merge: bool = True) -> Path:
 def save_and_register(run: Run, model, tokenizer, *, base: str, datasets: list[str], metrics: dict,
                       config: dict | None = None) -> tuple[str, Path]:
     """(NAME@vN, model folder): the model saved (merged unless qlora) as the next version of `cfg.name` and
-    registered with its base, data, config and metrics in one transaction; result.json in the run folder."""
+    registered with its base, data, config and metrics in one transaction; result.json in the run folder.
+    On the main process only; every process gets the answer."""
     from rlhf.data.store import session_scope
 
     cfg = run.cfg
     config = to_dict(cfg) if config is None else config
-    with session_scope() as s:
-        version = registry.next_version(s, cfg.name)
-        out = save_model(model, tokenizer, paths.models_dir() / cfg.name / f"v{version}", merge=cfg.mode != "qlora")
-        ref = registry.register_model(s, name=cfg.name, stage=run.stage, base=base, path=str(out), dataset_versions=datasets,
-                                      config=config, metrics=metrics, seed=cfg.seed, version=version).ref
-    fs.write_json(run.dir / "result.json", {"model": ref, "config": config, "metrics": metrics})
-    return ref, out
+
+    def save_register() -> tuple[str, Path]:
+        with session_scope() as s:
+            version = registry.next_version(s, cfg.name)
+            out = save_model(model, tokenizer, paths.models_dir() / cfg.name / f"v{version}", merge=cfg.mode != "qlora")
+            ref = registry.register_model(s, name=cfg.name, stage=run.stage, base=base, path=str(out),
+                                          dataset_versions=datasets, config=config, metrics=metrics, seed=cfg.seed,
+                                          version=version).ref
+        fs.write_json(run.dir / "result.json", {"model": ref, "config": config, "metrics": metrics})
+        return ref, out
+
+    return distributed.main_only(save_register)
 
 
 def finish(run: Run, result: dict) -> dict:
-    """`result` with the run's wall time, printed as the `RESULT {json}` line the demo reads."""
-    result = {**result, "seconds": round(time.time() - run.started, 1)}
-    print("RESULT " + json.dumps({run.stage: result}), flush=True)
+    """`result` with the run's wall time, printed (by the main process) as the `RESULT {json}` line the demo reads."""
+    seconds = distributed.main_only(lambda: round(time.time() - run.started, 1))  # the main process's clock
+    result = {**result, "seconds": seconds}
+    if distributed.is_main():
+        print("RESULT " + json.dumps({run.stage: result}), flush=True)
     return result
 
 
 def plot_history(log_history: list[dict], path: Path, keys: tuple[str, ...] = ("loss",), title: str = "") -> Path | None:
-    """A PNG of logged metrics against the step (the Trainer's log_history); None when nothing was logged."""
+    """A PNG of logged metrics against the step (the Trainer's log_history); None when nothing was logged (or
+    on a process other than the main one)."""
+    if not distributed.is_main():
+        return None
     import matplotlib
 
     matplotlib.use("Agg")
