@@ -89,11 +89,28 @@ def parser(doc: str):
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--side", choices=("ours", "trl"), help=argparse.SUPPRESS)
+    ap.add_argument("--dry-run", action="store_true", help="check the options and print them; run nothing (bench/gpu_check.sh)")
     return ap
 
 
+def dry_run(args) -> bool:
+    """With --dry-run: check what can be checked without running (the model size is a known shape), print the
+    options as `DRY-RUN {json}` and return True."""
+    if not getattr(args, "dry_run", False):
+        return False
+    from rlhf.train.modeling import SHAPES
+
+    if args.size not in SHAPES:
+        sys.exit(f"--size {args.size}: expected one of {', '.join(SHAPES)}")
+    print("DRY-RUN " + json.dumps(vars(args)), flush=True)
+    return True
+
+
 def sides(args, run_side, script: str) -> dict[str, dict] | None:
-    """In a side's process: run it and print its `SIDE {json}` line (returns None). In the driver: both sides' results."""
+    """In a side's process: run it and print its `SIDE {json}` line (returns None). In the driver: both sides' results
+    (None with --dry-run)."""
+    if dry_run(args):
+        return None
     if args.side:
         print("SIDE " + json.dumps(run_side(args)), flush=True)
         return None

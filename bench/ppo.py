@@ -185,6 +185,9 @@ def run_worker(python: str, side: str, args) -> dict:
     cmd = [python, str(Path(__file__).resolve()), "--worker", side] + [a for a in sys.argv[1:] if a != "--worker"]
     cmd += ["--models", args.models]
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "TRL_EXPERIMENTAL_SILENCE": "1"}
+    if side == "trl":  # its own trl 1.12 before any trl on PYTHONPATH (the GPU machine carries trl 1.16 there)
+        site_dirs = [str(p) for p in Path(python).parent.parent.glob("lib/python*/site-packages")]  # the venv, not its base
+        env["PYTHONPATH"] = os.pathsep.join(site_dirs + [p for p in [env.get("PYTHONPATH", "")] if p])
     t0 = time.time()
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=REPO)
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("WORKER ")]
@@ -210,7 +213,15 @@ def main() -> None:
     ap.add_argument("--trl-python", default=None, help="a Python interpreter with trl==1.12.0 (default: make /tmp/venv-trl112)")
     ap.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--models", default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--dry-run", action="store_true", help="check the options and print them; run nothing (bench/gpu_check.sh)")
     args = ap.parse_args()
+    if args.dry_run:
+        sys.path.insert(0, str(REPO))
+        sys.path.insert(0, str(REPO / "bench"))
+        from _common import dry_run
+
+        dry_run(args)
+        return
 
     if args.worker:
         if args.threads:
