@@ -169,3 +169,42 @@ def test_cli_error_is_one_line_and_exit_2(workspace, tmp_path):
 def test_cli_missing_file(workspace, tmp_path):
     out = run_cli("import", "prompts", str(tmp_path / "nope.jsonl"))
     assert out.returncode == 2 and "nope.jsonl: no such file" in out.stderr
+
+
+def _import_peak(kind: str, path) -> tuple[int, float]:
+    """(rows added, peak traced memory in MB) of importing `path`."""
+    import tracemalloc
+
+    from rlhf.data.ingest import IMPORTERS
+
+    tracemalloc.start()
+    try:
+        with session_scope() as s:
+            added = IMPORTERS[kind](s, path).added
+        return added, tracemalloc.get_traced_memory()[1] / 1e6
+    finally:
+        tracemalloc.stop()
+
+
+def test_imports_stream_their_files_in_memory_independent_of_size(workspace, tmp_path):
+    """A file is read line by line (validated whole first, then written in chunks): 6x the lines, not 6x the memory."""
+    filler = "a longer prompt text " * 50  # ~1 KB a line
+    _import_peak("prompts", write_jsonl(tmp_path / "warm.jsonl", [{"id": "w", "messages": [{"role": "user", "content": "w"}]}]))
+    peaks = {}  # (after a first import paid for the one-time costs: compiled statements, caches)
+    for n in (1000, 6000):
+        path = write_jsonl(tmp_path / f"p{n}.jsonl", [{"id": f"n{n}-{i}", "messages": [{"role": "user", "content": f"{n}/{i} {filler}"}]}
+                                                       for i in range(n)])
+        added, peaks[n] = _import_peak("prompts", path)
+        assert added == n
+    size_mb = (tmp_path / "p6000.jsonl").stat().st_size / 1e6
+    # the whole file, parsed, would take several times its size; streamed, a chunk's worth whatever the size
+    assert peaks[6000] < peaks[1000] * 1.5 + 1.0 and peaks[6000] < size_mb, (peaks, size_mb)
+    demo_peaks = {}
+    for start, n in ((0, 1000), (1000, 5000)):  # demonstrations and their approvals, chunk by chunk too
+        demos = write_jsonl(tmp_path / f"d{n}.jsonl", [{"prompt_id": f"n6000-{i}", "messages": [
+            {"role": "user", "content": f"6000/{i} {filler}"}, {"role": "assistant", "content": f"answer {i} {filler}"}]}
+            for i in range(start, start + n)])
+        added, demo_peaks[n] = _import_peak("demonstrations", demos)
+        assert added == n
+    assert demo_peaks[5000] < demo_peaks[1000] * 1.5 + 1.0, demo_peaks
+

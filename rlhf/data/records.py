@@ -35,7 +35,7 @@ from sqlalchemy.orm import Session
 
 from rlhf.data.formats import (MODEL_REF_CHARS, Checker, check_name, check_note, check_order, check_prompt, check_text,
                                 content_hash)
-from rlhf.data.store.db import insert_new, insert_rows
+from rlhf.data.store.db import insert_all, insert_rows
 from rlhf.data.store.models import Demonstration, Prompt, Ranking, Response, Review, User
 from rlhf.errors import InputError, RlhfError
 
@@ -73,58 +73,89 @@ class Approval:
 
 def get_or_create_user(session: Session, name: str | None, role: str = "annotator", simulated: bool = False) -> User | None:
     """The user called `name` (created without a password, so it cannot log in), or None."""
-    if not name:
-        return None
-    user = session.scalar(select(User).where(User.name == name))
-    if user is None:
-        check_name("user", "name", name)
-        user = (insert_new(session, User, dict(name=name, role=role, password_hash=None, simulated=simulated))
-                or session.scalar(select(User).where(User.name == name)))  # the twin a concurrent writer made
-    return user
+    return _users(session, [name], role, simulated).get(name) if name else None
 
 
-def _user(session: Session, who: User | str | None) -> User | None:
-    return who if isinstance(who, User) or who is None else get_or_create_user(session, who)
+def _users(session: Session, who: list, role: str = "annotator", simulated: bool = False) -> dict:
+    """{name: User} for the names in `who` (User rows pass through), the missing ones created without a password."""
+    out = {u.name: u for u in who if isinstance(u, User)}
+    names = {n for n in who if isinstance(n, str) and n}
+    if names:
+        out |= {u.name: u for u in session.scalars(select(User).where(User.name.in_(names)))}
+        missing = sorted(names - set(out))
+        if missing:
+            insert_rows(session, User, [dict(name=check_name("user", "name", n), role=role, password_hash=None,
+                                              simulated=simulated) for n in missing], "id")
+            out |= {u.name: u for u in session.scalars(select(User).where(User.name.in_(missing)))}  # ours or a twin
+    return out
 
 
 def add_review(session: Session, kind: str, item_id: int, by: User | str, verdict: str, reason: str | None = None,
                payload: dict | None = None) -> Review:
     """One append-only review row: who (a user, or a bare name), what verdict on which item, and why."""
-    user = by if isinstance(by, User) else None
-    where = f"{verdict} of {kind} {item_id}"
-    rev = Review(item_type=kind, item_id=item_id, reviewer_id=user.id if user else None,
-                 reviewer_name=user.name if user else check_name(where, "reviewer", by),
-                 verdict=verdict, reason=check_note(where, "reason", reason), payload=payload or {})
+    rev = _review(kind, item_id, by, verdict, reason, payload)
     session.add(rev)
     session.flush()
     return rev
 
 
-def approve(session: Session, kind: str, row, approval: Approval) -> Review:
-    """Mark a demonstration or ranking approved and record who did it (an import by a team member counts as a review)."""
-    row.status = "approved"
-    return add_review(session, kind, row.id, approval.by, approval.verdict, approval.reason, approval.payload)
+def _review(kind: str, item_id: int, by: User | str, verdict: str, reason: str | None, payload: dict | None) -> Review:
+    user = by if isinstance(by, User) else None
+    where = f"{verdict} of {kind} {item_id}"
+    return Review(item_type=kind, item_id=item_id, reviewer_id=user.id if user else None,
+                  reviewer_name=user.name if user else check_name(where, "reviewer", by),
+                  verdict=verdict, reason=check_note(where, "reason", reason), payload=payload or {})
 
 
-def _write(session: Session, kind: str, model, h: str, values: Callable[[], dict], approved: Approval | None,
-           duplicate: OnDuplicate, duplicate_message: Callable[[int], str]) -> Written:
-    """The stored twin with content hash `h` (or a DuplicateError naming it), else a new row of `values()`
-    with its approval. A twin a concurrent writer stores between the look and the insert is found the same way."""
+@dataclass
+class New:
+    """A demonstration or ranking to write (`demonstration_row`, `ranking_row`): its content hash and columns, who made
+    it (created as a user only when the row is new), who approved it, and what a duplicate means."""
 
-    def twin() -> Written | None:
-        dup = session.scalar(select(model).where(model.content_hash == h))
-        if dup is not None and duplicate == "raise":
-            raise DuplicateError(duplicate_message(dup.id), dup.id)
-        return Written(dup, False) if dup is not None else None
+    h: str
+    values: dict
+    annotator: User | str | None
+    approved: Approval | None
+    duplicate: OnDuplicate
+    duplicate_message: Callable[[int], str]
 
-    if (found := twin()) is not None:
+
+def write_rows(session: Session, kind: str, rows: list[New]) -> list[Written]:
+    """For each row: its stored twin (same content hash; or a DuplicateError naming it), else the new row, pending
+    or approved with its Review, in a few statements for the whole list (an import writes a chunk at once).
+    A twin a concurrent writer stores between the look and the insert is found the same way."""
+    model = KINDS[kind]
+
+    def twins(hashes: set[str]) -> dict:
+        found = {r.content_hash: r for r in session.scalars(select(model).where(model.content_hash.in_(hashes)))} if hashes else {}
+        for n in rows:
+            if n.h in found and n.duplicate == "raise":
+                raise DuplicateError(n.duplicate_message(found[n.h].id), found[n.h].id)
         return found
-    row = insert_new(session, model, {**values(), "content_hash": h})
-    if row is None:
-        return twin()
-    if approved is not None:
-        approve(session, kind, row, approved)
-    return Written(row, True)
+
+    found = twins({n.h for n in rows})
+    fresh: dict[str, New] = {}
+    for n in rows:
+        if n.h not in found:
+            fresh.setdefault(n.h, n)
+    users = _users(session, [n.annotator for n in fresh.values()])
+    made = {r.content_hash: r for r in insert_all(session, model, [
+        {**n.values, "content_hash": h, "status": "approved" if n.approved else "pending",
+         "annotator_id": users[_name(n.annotator)].id if n.annotator else None} for h, n in fresh.items()])}
+    found |= twins(set(fresh) - set(made))
+    # an approval is a review like any other: who and why, in the same transaction
+    session.add_all(_review(kind, made[h].id, n.approved.by, n.approved.verdict, n.approved.reason, n.approved.payload)
+                    for h, n in fresh.items() if h in made and n.approved is not None)
+    session.flush()
+    out, seen = [], set()
+    for n in rows:
+        out.append(Written(made[n.h], True) if n.h in made and n.h not in seen else Written(made.get(n.h) or found[n.h], False))
+        seen.add(n.h)
+    return out
+
+
+def _name(who: User | str | None) -> str | None:
+    return who.name if isinstance(who, User) else who
 
 
 # --------------------------------------------------------------------------- prompts and responses
@@ -181,21 +212,36 @@ def add_response(session: Session, prompt: Prompt, text: str, origin: str, model
     Text a person wrote (origin "human") is checked like any text; a model's output is stored as it
     came (an empty answer is data too: the reward model should learn it is bad).
     """
-    where = f"response to prompt {prompt.external_id!r}"
-    if origin == "human":
-        check_text(where, "text", text)
-    else:
-        text = text.replace("\x00", "\ufffd")  # a model's NUL byte (PostgreSQL cannot store it) is shown as U+FFFD
-    if model_version:
-        check_name(where, "model_version", model_version, MODEL_REF_CHARS)
-    h = content_hash({"text": text})
-    twin = select(Response).where(Response.prompt_id == prompt.id, Response.origin == origin,
-                                  Response.model_version == model_version, Response.content_hash == h)
-    r = session.scalar(twin)
-    if r is None:
-        r = insert_new(session, Response, dict(prompt_id=prompt.id, text=text, origin=origin, model_version=model_version,
-                                                generation=generation or {}, content_hash=h)) or session.scalar(twin)
-    return r
+    return add_responses(session, [(prompt, text)], origin, model_version, generation)[0]
+
+
+def add_responses(session: Session, answers: list[tuple[Prompt, str]], origin: str, model_version: str = "",
+                  generation: dict | None = None) -> list[Response]:
+    """`add_response` for many (prompt, text) pairs of one origin and model version, in a few statements."""
+    keys = []
+    for prompt, text in answers:
+        where = f"response to prompt {prompt.external_id!r}"
+        if origin == "human":
+            check_text(where, "text", text)
+        else:
+            text = text.replace("\x00", "\ufffd")  # a model's NUL byte (PostgreSQL cannot store it) is shown as U+FFFD
+        if model_version:
+            check_name(where, "model_version", model_version, MODEL_REF_CHARS)
+        keys.append((prompt.id, content_hash({"text": text}), text))
+
+    def stored() -> dict:
+        q = select(Response).where(Response.origin == origin, Response.model_version == model_version,
+                                   Response.prompt_id.in_({k[0] for k in keys}), Response.content_hash.in_({k[1] for k in keys}))
+        return {(r.prompt_id, r.content_hash): r for r in session.scalars(q)}
+
+    have = stored()
+    new = {(pid, h): dict(prompt_id=pid, text=text, origin=origin, model_version=model_version,
+                          generation=generation or {}, content_hash=h) for pid, h, text in keys if (pid, h) not in have}
+    if new:
+        have |= {(r.prompt_id, r.content_hash): r for r in insert_all(session, Response, list(new.values()))}
+        if any(k not in have for k in new):
+            have |= stored()  # twins a concurrent writer stored meanwhile
+    return [have[(pid, h)] for pid, h, _ in keys]
 
 
 # --------------------------------------------------------------------------- demonstrations
@@ -207,11 +253,20 @@ def demonstration_hash(prompt: Prompt, messages: list[dict], key: str | None = N
     return content_hash({**body, "key": key} if key else body)
 
 
-def add_demonstration(session: Session, prompt: Prompt, answer: str, *, annotator: User | str | None = None,
-                      key: str | None = None, origin: str = "human", parent: Demonstration | None = None,
-                      seconds_spent: float | None = None, approved: Approval | None = None,
-                      duplicate: OnDuplicate = "return", where: str | None = None) -> Written:
-    """The assistant's `answer` to `prompt` (its messages + the answer), pending unless `approved`.
+def add_demonstration(session: Session, prompt: Prompt, answer: str, **how) -> Written:
+    """The assistant's `answer` to `prompt` (its messages + the answer), pending unless `approved` (see
+    `demonstration_row` for the options); `add_demonstrations` writes many at once by the same rules."""
+    return write_rows(session, "demonstration", [demonstration_row(prompt, answer, **how)])[0]
+
+
+def add_demonstrations(session: Session, rows: list[New]) -> list[Written]:
+    return write_rows(session, "demonstration", rows)
+
+
+def demonstration_row(prompt: Prompt, answer: str, *, annotator: User | str | None = None, key: str | None = None,
+                      origin: str = "human", parent: Demonstration | None = None, seconds_spent: float | None = None,
+                      approved: Approval | None = None, duplicate: OnDuplicate = "return", where: str | None = None) -> New:
+    """A checked demonstration, ready for `write_rows`.
 
     `parent`: the demonstration this one corrects (version = parent's + 1). A named `annotator`
     who is not a user yet is created, without a password, only when the row is new.
@@ -219,16 +274,11 @@ def add_demonstration(session: Session, prompt: Prompt, answer: str, *, annotato
     where = where or f"demonstration of prompt {prompt.external_id!r}"
     check_text(where, "answer", answer)
     messages = [*prompt.messages, {"role": "assistant", "content": answer}]
-
-    def values() -> dict:
-        user = _user(session, annotator)  # a named annotator is created only for a new row
-        return dict(prompt_id=prompt.id, messages=messages, annotator_id=user.id if user else None, origin=origin,
-                    status="pending", version=parent.version + 1 if parent else 1,
-                    parent_id=parent.id if parent else None, seconds_spent=seconds_spent)
-
-    return _write(session, "demonstration", Demonstration, demonstration_hash(prompt, messages, key), values, approved,
-                  duplicate, lambda dup: f"demonstration {dup} already has exactly this answer to prompt "
-                                         f"{prompt.external_id!r}; review that one")
+    values = dict(prompt_id=prompt.id, messages=messages, origin=origin, version=parent.version + 1 if parent else 1,
+                  parent_id=parent.id if parent else None, seconds_spent=seconds_spent)
+    return New(demonstration_hash(prompt, messages, key), values, annotator, approved, duplicate,
+               lambda dup: f"demonstration {dup} already has exactly this answer to prompt {prompt.external_id!r}; "
+                           "review that one")
 
 
 # --------------------------------------------------------------------------- rankings
@@ -242,12 +292,21 @@ def ranking_hash(prompt: Prompt, response_ids: list[int], order: list[list[int]]
     return content_hash({**body, "key": key} if key else body)
 
 
-def add_ranking(session: Session, prompt: Prompt, response_ids: list[int], order: list, *,
-                annotator: User | str | None = None, key: str | None = None, origin: str = "human",
-                all_bad: bool = False, reason: str | None = None, shown_order: list[int] | None = None,
-                seconds_spent: float | None = None, approved: Approval | None = None,
-                duplicate: OnDuplicate = "return", where: str | None = None) -> Written:
-    """An order (best first, inner lists are ties) over `response_ids`, pending unless `approved`.
+def add_ranking(session: Session, prompt: Prompt, response_ids: list[int], order: list, **how) -> Written:
+    """An order (best first, inner lists are ties) over `response_ids`, pending unless `approved` (see `ranking_row`);
+    `add_rankings` writes many at once by the same rules."""
+    return write_rows(session, "ranking", [ranking_row(prompt, response_ids, order, **how)])[0]
+
+
+def add_rankings(session: Session, rows: list[New]) -> list[Written]:
+    return write_rows(session, "ranking", rows)
+
+
+def ranking_row(prompt: Prompt, response_ids: list[int], order: list, *, annotator: User | str | None = None,
+                key: str | None = None, origin: str = "human", all_bad: bool = False, reason: str | None = None,
+                shown_order: list[int] | None = None, seconds_spent: float | None = None, approved: Approval | None = None,
+                duplicate: OnDuplicate = "return", where: str | None = None) -> New:
+    """A checked ranking, ready for `write_rows`.
 
     `shown_order`: the response ids as the annotator saw them (None when unknown, e.g. from a file:
     position-bias statistics must not read a file's order as the screen's).
@@ -258,15 +317,12 @@ def add_ranking(session: Session, prompt: Prompt, response_ids: list[int], order
     if len(ids) < 2 or len(set(ids)) != len(ids):
         c.fail("response_ids", f"a ranking needs at least 2 different responses, got {ids}")
     order = check_order(c, order, len(ids))
-    reason = c.note("reason", reason)
-    name = annotator.name if isinstance(annotator, User) else annotator
+    name = _name(annotator)
+    values = dict(prompt_id=prompt.id, response_ids=ids, order=order, shown_order=shown_order, all_bad=bool(all_bad),
+                  reason=c.note("reason", reason), origin=origin, seconds_spent=seconds_spent)
+    return New(ranking_hash(prompt, ids, order, bool(all_bad), name, key), values, annotator, approved, duplicate,
+               lambda dup: f"ranking {dup} already stores exactly this order of these answers to prompt "
+                           f"{prompt.external_id!r}" + (f" by {name}" if name else ""))
 
-    def values() -> dict:
-        user = _user(session, annotator)
-        return dict(prompt_id=prompt.id, response_ids=ids, order=order, shown_order=shown_order, all_bad=bool(all_bad),
-                    reason=reason, annotator_id=user.id if user else None, origin=origin, status="pending",
-                    seconds_spent=seconds_spent)
 
-    return _write(session, "ranking", Ranking, ranking_hash(prompt, ids, order, bool(all_bad), name, key), values, approved,
-                  duplicate, lambda dup: f"ranking {dup} already stores exactly this order of these answers to prompt "
-                                         f"{prompt.external_id!r}" + (f" by {name}" if name else ""))
+KINDS = {"demonstration": Demonstration, "ranking": Ranking}
