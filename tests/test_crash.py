@@ -80,7 +80,7 @@ def test_an_import_killed_anywhere_is_all_or_nothing(home, tmp_path, seed):
     with session_scope() as db:
         per_file = Counter(x.split("-")[0] for x in db.scalars(select(Prompt.external_id).where(Prompt.external_id.like("f%"))))
     files = sorted(tmp_path.glob("f*.jsonl"))
-    assert len(files) >= len(done) and per_file
+    assert len(files) >= len(done)  # (killed before its first commit: nothing stored, nothing half-stored)
     for k in range(len(files)):
         assert per_file.get(f"f{k}", 0) in (0, 1500), f"file {k} is half imported: {per_file}"  # one transaction each
         if k in done:
@@ -294,6 +294,8 @@ def test_a_submit_burst_killed_anywhere_loses_no_stored_answer(home, seed):
             assert db.get(model, receipt["id"]) is not None, receipt
     receipts.clear()
     stop.clear()
+    with session_scope() as db:  # fresh work, whatever the burst used up
+        add_prompt(db, "after-restart", [{"role": "user", "content": "a prompt added after the crash"}])
     with serve.served(home, timeout=180) as url:  # the restarted app takes submits again
         stop_after_one = threading.Thread(target=annotate, args=(url, names[0], receipts, stop))
         stop_after_one.start()

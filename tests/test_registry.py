@@ -242,3 +242,15 @@ def test_a_model_version_registered_before_hashes_still_loads(workspace, tiny_mo
     with session_scope() as s:
         assert registry.verify_model(registry.get_model_version(s, "old@v1")) == (
             "old@v1: no hash recorded (registered before model hashes); its files are not verified")
+
+
+def test_a_version_claimed_twice_is_a_one_line_error_not_a_lost_transaction(workspace, tiny_model):
+    kw = dict(name="sft", stage="sft", base="tiny", path=str(tiny_model), dataset_versions=[], config={}, metrics={}, seed=0)
+    with session_scope() as s:
+        first = registry.register_model(s, **kw, version=1)
+        with pytest.raises(RlhfError, match=r"^sft@v1 was registered by another run at the same time; the weights at "):
+            registry.register_model(s, **kw, version=1)
+        assert registry.register_model(s, **kw).ref == "sft@v2"  # the transaction goes on
+    with session_scope() as s:
+        assert [m.ref for m in s.scalars(select(registry.ModelVersion).order_by(registry.ModelVersion.version))] == [
+            first.ref, "sft@v2"]

@@ -181,13 +181,16 @@ def next_version(session: Session, name: str) -> int:
 
 
 def register_model(session: Session, *, name: str, stage: str, base: str, path: str, dataset_versions: list[str],
-                   config: dict, metrics: dict, seed: int, version: int | None = None) -> ModelVersion:
+                   config: dict, metrics: dict, seed: int, version: int | None = None,
+                   hashed_from: Path | None = None) -> ModelVersion:
     """Record the model folder at `path` as `name@vN` with the sha256 of its files (re-checked by `verify_model`).
 
-    A version number a concurrent run registered first is a one-line RlhfError naming it; nothing of
-    the caller's transaction is lost to a raw unique-key error."""
+    `hashed_from`: where the files are now, when they reach `path` only after the registration (a
+    save that claims its version inside `fs.atomic_dir`, before the rename). A version number a
+    concurrent run registered first is a one-line RlhfError naming it; nothing of the caller's
+    transaction is lost to a raw unique-key error."""
     check_registry_name(name)
-    files = hash_model_files(Path(path))
+    files = hash_model_files(Path(hashed_from or path))
     version = version or next_version(session, name)
     mv = insert_new(session, ModelVersion, dict(
         name=name, version=version, stage=stage, base=base, path=str(path), dataset_versions=dataset_versions,
