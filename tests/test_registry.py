@@ -254,3 +254,14 @@ def test_a_version_claimed_twice_is_a_one_line_error_not_a_lost_transaction(work
     with session_scope() as s:
         assert [m.ref for m in s.scalars(select(registry.ModelVersion).order_by(registry.ModelVersion.version))] == [
             first.ref, "sft@v2"]
+
+
+@pytest.mark.parametrize("name", [".", "..", ".hidden", "a/b", "a@v1", "", "x" * 65, "bad\x00name"])
+def test_a_name_that_is_not_a_plain_folder_is_refused(name):
+    with pytest.raises(RlhfError, match="model name .*use 1-64 letters"):
+        registry.check_registry_name(name)
+
+
+def test_plain_names_pass():
+    for name in ("sft", "rm-small_2", "v1.2", "a" * 64):
+        assert registry.check_registry_name(name) == name

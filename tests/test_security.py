@@ -222,8 +222,6 @@ def test_the_workspace_is_created_owner_only(tmp_path, monkeypatch):
         os.umask(old)
 
 
-@pytest.mark.xfail(strict=True, reason="needs the rlhf/data/store/db.py line in the report (the SQLite file made "
-                                       "through paths.private_file)")
 def test_the_database_file_is_owner_only(tmp_path, monkeypatch):
     monkeypatch.setenv("RLHF_HOME", str(tmp_path / "ws"))
     monkeypatch.delenv("RLHF_DATABASE_URL", raising=False)

@@ -72,14 +72,16 @@ def _next(session: Session, table, name: str) -> int:
 
 
 def check_registry_name(name: str, what: str = "model") -> str:
-    """A dataset or model name as a reference spells it: letters, digits, '_', '.', '-', at most REGISTRY_NAME_CHARS.
+    """A dataset or model name as a reference spells it: letters, digits, '_', '.', '-', at most REGISTRY_NAME_CHARS,
+    not starting with '.' (the name is a folder in the registry: '.', '..' and hidden folders are refused).
 
     >>> check_registry_name("sft-small")
     'sft-small'
     """
-    if not isinstance(name, str) or not REF.match(name) or "@" in name or len(name) > REGISTRY_NAME_CHARS:
-        raise RlhfError(f"{what} name {str(name)[:80]!r}: use 1-{REGISTRY_NAME_CHARS} letters, digits, '_', '.' or '-' "
-                        f"(it becomes NAME@vN)")
+    if (not isinstance(name, str) or not REF.match(name) or "@" in name or name.startswith(".")
+            or len(name) > REGISTRY_NAME_CHARS):
+        raise RlhfError(f"{what} name {str(name)[:80]!r}: use 1-{REGISTRY_NAME_CHARS} letters, digits, '_', '.' or '-', "
+                        f"not starting with '.' (it becomes NAME@vN)")
     return name
 
 

@@ -33,7 +33,8 @@ MIGRATION_LOCK = 72_410_013  # pg_advisory_xact_lock key: one process migrates a
 
 
 def database_url() -> str:
-    return os.environ.get("RLHF_DATABASE_URL") or f"sqlite:///{paths.home() / 'rlhf.db'}"
+    """`RLHF_DATABASE_URL`, or the workspace's SQLite file, created owner-only (0o600) before SQLite opens it."""
+    return os.environ.get("RLHF_DATABASE_URL") or f"sqlite:///{paths.private_file(paths.home() / 'rlhf.db')}"
 
 
 def normalize_url(url: str) -> str:
