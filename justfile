@@ -77,6 +77,10 @@ app *ARGS: setup
 dashboard: setup
     TRACKIO_DIR="${RLHF_HOME:-workspace}/trackio" {{py}} -c "import trackio; trackio.show(project='rlhf')"
 
+# the one-shot GPU check (device machines): just gpu-check [--dry-run | --fetch-wheels]
+gpu-check *ARGS:
+    bash bench/gpu_check.sh {{ARGS}}
+
 # benchmarks: just bench ppo [--device cuda --size 360m]
 bench NAME *ARGS: setup
     {{py}} bench/{{NAME}}.py {{ARGS}}

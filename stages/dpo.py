@@ -1,4 +1,5 @@
-"""DPO stage: `just dpo` = `python -m stages.dpo --config data/configs/dpo.yaml [--key value ...]`.
+"""DPO stage: `just dpo` = `python -m stages.dpo --config data/configs/dpo.yaml [--key value ...]`;
+`--resume RUN_DIR` continues a run from its newest complete checkpoint.
 
 A recipe: config -> seed -> preferences snapshot (pairs off the held-out prompts) -> policy + LoRA (its
 reference: the adapter disabled) -> evaluate the SFT policy -> trl DPOTrainer -> evaluate the DPO policy the
@@ -15,7 +16,7 @@ from rlhf.data import registry
 from rlhf.data.store import session_scope
 from rlhf.errors import RlhfError, run_or_exit
 from rlhf.rubrics import load_rubric, prompt_text
-from rlhf.train import distributed, modeling, stage
+from rlhf.train import distributed, modeling, resume, stage
 from rlhf.train.dpo import DPOStageConfig, build_policy, preference_rows
 from rlhf.train.ppo import evaluate, models, rewards
 
@@ -26,8 +27,9 @@ PINS = {"policy": None, "reward_model": None, "dataset": "preferences", "prompts
 def main(argv: list[str] | None = None) -> dict:
     from trl import DPOConfig, DPOTrainer
 
-    # step 1. config (references pinned), seed, run folder
-    run = stage.start("dpo", parse_args(DPOStageConfig, argv), PINS)
+    # step 1. config (references pinned; a resumed run takes its stored one), seed, run folder
+    cfg, run_dir = resume.resumed(parse_args(DPOStageConfig, argv))
+    run = stage.start("dpo", cfg, PINS, run_dir)
     cfg = run.cfg
     rubric_name, rubric_fn = load_rubric(cfg.rubric)
 
@@ -53,9 +55,10 @@ def main(argv: list[str] | None = None) -> dict:
 
     # step 5. DPO (trl: the reference log-probs with the adapter disabled)
     args = DPOConfig(**stage.trainer_args(cfg, run.dir), beta=cfg.beta, loss_type=[cfg.loss_type])
-    trainer = DPOTrainer(model=policy, ref_model=None, args=args, train_dataset=train_ds, processing_class=tokenizer)
+    trainer = DPOTrainer(model=policy, ref_model=None, args=args, train_dataset=train_ds, processing_class=tokenizer,
+                         callbacks=[resume.CheckpointCallback(run)])
     distributed.say(f"model: {cfg.policy} + LoRA on the top {cfg.lora_layers or 'all'} blocks: {stage.params(trainer.model)}")
-    train_out = trainer.train()
+    train_out = trainer.train(resume_from_checkpoint=resume.checkpoint_to_resume(run))
 
     # step 6. the DPO policy on the same held-out prompts, and its win rate over SFT by the rubric
     judged = models.PolicyValue(trainer.model, cfg.lora_layers)

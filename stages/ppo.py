@@ -21,6 +21,7 @@ from rlhf.rubrics import load_rubric, prompt_text
 from rlhf.train import distributed, modeling, stage
 from rlhf.train.ppo import evaluate, models, rewards
 from rlhf.train.ppo.config import PPOStageConfig, resumed
+from rlhf.train.plots import ppo_curves
 from rlhf.train.ppo.trainer import PPOTrainer
 
 PINS = {"policy": None, "reward_model": None, "prompts": "prompts"}  # pinned to the NAME@vN they mean at start
@@ -70,32 +71,34 @@ def main(argv: list[str] | None = None) -> dict:
 
     # step 6. the PPO policy on the same held-out prompts, and its win rate over SFT by the rubric (main process)
     ppo = distributed.main_only(evaluate.evaluate, model, tokenizer, heldout, score_fn, rubric_fn, cfg, use_adapter=True)
-    win = evaluate.win_rate(ppo["rubric"], sft["rubric"])
+    win, ci = evaluate.win_rate(ppo["rubric"], sft["rubric"]), evaluate.win_interval(ppo["rubric"], sft["rubric"])
+    curves = distributed.main_only(ppo_curves, run_dir / "metrics.jsonl", run_dir / "ppo_curves.png",
+                                   f"{cfg.algorithm.upper()} {cfg.policy} on {cfg.prompts}")
 
     # step 7. save the merged policy and register it (model folder renamed into place, the row in the same transaction)
     samples = [{"prompt": prompt_text(m), "sft": a, "ppo": b, "rubric_sft": ra, "rubric_ppo": rb}
                for m, a, b, ra, rb in zip(heldout, sft["texts"], ppo["texts"], sft["rubric"], ppo["rubric"])]
     distributed.main_only(fs.write_json, run_dir / "heldout_samples.json", samples)
     n_done = len([h for h in history if "time/update" in h])
-    metrics = {"sft": sft["summary"], "ppo": ppo["summary"], "win_rate": win, "rubric": rubric_name,
+    metrics = {"sft": sft["summary"], "ppo": ppo["summary"], "win_rate": win, "win_rate_ci": ci, "rubric": rubric_name,
                "updates": cfg.updates, "episodes": cfg.updates * cfg.batch_size,
                "seconds_per_update": sum(h["time/update"] for h in history) / max(1, n_done),
                "train_seconds": round(train_seconds, 1), "final": {k: v for k, v in history[-1].items() if "/" in k}}
     ref, out = stage.save_and_register(run, model.policy, tokenizer, base=cfg.policy, datasets=[cfg.prompts], metrics=metrics)
 
     # step 8. report: before/after table, a few answers, RESULT line
-    rows = [("RM reward", "reward", "{:+.3f}"), (f"rubric {rubric_name}", "rubric", "{:.3f}"),
-            ("KL to SFT (nats/answer)", "kl", "{:.2f}"), ("length (tokens)", "length", "{:.1f}")]
     if distributed.is_main():
         print(f"\nPPO {ref} vs SFT {cfg.policy} on {len(heldout)} held-out prompts\n  {'metric':<26}{'SFT':>10}{'PPO':>10}")
-        for label, key, fmt in rows:
+        for label, key, fmt in evaluate.SUMMARY_ROWS:
             print(f"  {label:<26}{fmt.format(sft['summary'][key]):>10}{fmt.format(ppo['summary'][key]):>10}")
-        print(f"  {'win rate PPO vs SFT':<26}{'':>10}{win:>10.3f}   (rubric, ties count half)")
+        print(f"  {'win rate PPO vs SFT':<26}{'':>10}{win:>10.3f}   [{ci[0]:.3f}, {ci[1]:.3f}] (rubric {rubric_name}, ties half)")
         for smp in samples[:3]:
             print(f"- {smp['prompt'][:70]}\n    SFT: {smp['sft'][:150]!r}\n    PPO: {smp['ppo'][:150]!r}")
-        print(f"PPO: {metrics['seconds_per_update']:.1f} s/update, {train_seconds:.0f} s training\nrun folder: {run_dir}\nmodel: {out}")
+        print(f"PPO: {metrics['seconds_per_update']:.1f} s/update, {train_seconds:.0f} s training\nrun folder: {run_dir} "
+              f"(curves: {curves})\nmodel: {out}")
     return stage.finish(run, {"model": ref, "policy": cfg.policy, "reward_model": cfg.reward_model, "prompts": cfg.prompts,
-                              "sft": sft["summary"], "ppo": ppo["summary"], "win_rate": win, "updates": cfg.updates,
+                              "sft": sft["summary"], "ppo": ppo["summary"], "win_rate": win, "win_rate_ci": ci,
+                              "curves": str(curves), "algorithm": cfg.algorithm, "updates": cfg.updates,
                               "seconds_per_update": round(metrics["seconds_per_update"], 2),
                               "train_seconds": metrics["train_seconds"]})
 

@@ -1,7 +1,7 @@
 """Reward-model stage: `just rm` = `python -m stages.rm [--config data/configs/rm.yaml] [--key value ...]`.
 
-A recipe: config -> seed -> preferences snapshot, split by prompt -> tokenize (prompts cut from the
-left) -> model -> trl RewardTrainer -> evaluate -> train -> evaluate -> save -> register. `--processes N` runs
+A recipe: config -> seed -> preferences snapshot, split by prompt -> model -> evaluate -> train (trl RewardTrainer,
+one pair per row, or the listwise trainer: rlhf.train.rm.fit) -> evaluate -> save -> register. `--processes N` runs
 it under `accelerate launch` (rlhf.train.distributed); `--resume RUN_DIR` continues a run from its newest checkpoint.
 """
 
@@ -13,8 +13,8 @@ from rlhf.data.pairs import split_pairs
 from rlhf.data.store import session_scope
 from rlhf.errors import run_or_exit
 from rlhf.train import distributed, modeling, resume, stage
-from rlhf.train.reward import evaluate, rubric_for, tokenize_pairs
-from rlhf.train.rm import RMStageConfig, build_model, undo_bf16_on_cpu
+from rlhf.train.reward import evaluate, rubric_for
+from rlhf.train.rm import RMStageConfig, build_model, check, fit
 
 PINS = {"model": None, "dataset": "preferences"}  # references pinned to the NAME@vN they mean at start
 SHOWN = ("accuracy", "accuracy/rubric", "calibration/ece", "reward/mean", "reward/std", "reward/length_corr")
@@ -22,10 +22,9 @@ SHOWN = ("accuracy", "accuracy/rubric", "calibration/ece", "reward/mean", "rewar
 
 @distributed.launchable
 def main(argv: list[str] | None = None) -> dict:
-    from trl import RewardConfig, RewardTrainer
-
     # step 1. config (references pinned; a resumed run takes its stored one), seed, run folder
     cfg, run_dir = resume.resumed(parse_args(RMStageConfig, argv))
+    check(cfg)
     run = stage.start("rm", cfg, PINS, run_dir)
     cfg = run.cfg
 
@@ -36,43 +35,26 @@ def main(argv: list[str] | None = None) -> dict:
     rubric = rubric_for(ds, cfg.rubric)
     distributed.say(f"data: {cfg.dataset}: {len(train_rows)} train pairs, {len(eval_rows)} eval pairs (eval = {how})")
 
-    # step 3. model and tokenizer; tokenize ourselves so trl never drops a long pair
+    # step 3. model and tokenizer
     resolved = modeling.resolve(cfg.model)
     tokenizer = modeling.load_tokenizer(resolved)
-    tokenized = tokenize_pairs(train_rows, tokenizer, cfg.max_length)
-    distributed.say(f"tokens: {sum(tokenized['truncated'])} of {len(tokenized)} pairs had their prompt cut from the left "
-                    f"to {cfg.max_length} tokens")
-    train_ds = tokenized.select_columns(["chosen_ids", "rejected_ids"])
     model, peft_config = build_model(cfg, resolved)
 
-    # step 4. trainer (trl RewardTrainer: Bradley-Terry loss on chosen_ids/rejected_ids)
-    args = RewardConfig(**stage.trainer_args(cfg, run.dir), disable_dropout=True,
-                        center_rewards_coefficient=cfg.center_rewards_coefficient or None)
-    trainer = RewardTrainer(model=model, args=args, train_dataset=train_ds, processing_class=tokenizer, peft_config=peft_config,
-                            callbacks=[resume.CheckpointCallback(run)])
-    distributed.check_even_split(len(train_ds), cfg.batch_size, distributed.num_processes())
-    if cfg.mode == "qlora":
-        undo_bf16_on_cpu(trainer.model)
-    distributed.say(f"model: {cfg.model} ({cfg.mode}): {stage.params(trainer.model)}")
-
-    # step 5. evaluate before, train, evaluate after (held-out pairs, on the main process; accuracy vs the rubric)
+    # step 4. evaluate before, train (trl RewardTrainer, or listwise), evaluate after (held-out pairs, main process)
     kw = dict(rubric=rubric, batch_size=cfg.eval_batch_size, max_length=cfg.max_length)
-    before = distributed.main_only(evaluate, trainer.model, tokenizer, eval_rows, **kw)
-    train_out = trainer.train(resume_from_checkpoint=resume.checkpoint_to_resume(run))
-    after = distributed.main_only(evaluate, trainer.model, tokenizer, eval_rows, **kw)
+    before = distributed.main_only(evaluate, model, tokenizer, eval_rows, **kw)
+    fitted = fit(cfg, run, model, peft_config, tokenizer, train_rows)
+    after = distributed.main_only(evaluate, fitted.model, tokenizer, eval_rows, **kw)
 
-    # step 6. save (LoRA merged: a plain sequence classifier) and register with the metrics
-    stage.plot_history(trainer.state.log_history, run.dir / "loss.png", ("loss", "accuracy"), f"RM {cfg.model} ({cfg.mode})")
-    steps = train_out.global_step or 1
-    metrics = {**after, "accuracy_before": before["accuracy"], "accuracy/rubric_before": before.get("accuracy/rubric"),
-               "train_loss": resume.train_loss(trainer.state.log_history), "train_seconds": train_out.metrics.get("train_runtime"),
-               "seconds_per_step": round(train_out.metrics.get("train_runtime", 0.0) / steps, 3),
-               "train_pairs": len(train_ds), "eval_pairs": len(eval_rows), "eval_split": how, "rubric": rubric,
-               "processes": distributed.num_processes()}
-    ref, out = stage.save_and_register(run, trainer.model, tokenizer, base=cfg.model, datasets=[cfg.dataset], metrics=metrics,
+    # step 5. save (LoRA merged: a plain sequence classifier) and register with the metrics
+    stage.plot_history(fitted.log_history, run.dir / "loss.png", ("loss", "accuracy"), f"RM {cfg.model} ({cfg.trainer})")
+    metrics = {**after, **fitted.extra, "accuracy_before": before["accuracy"], "accuracy/rubric_before": before.get("accuracy/rubric"),
+               "train_seconds": fitted.train_seconds, "train_pairs": fitted.train_pairs, "eval_pairs": len(eval_rows),
+               "eval_split": how, "rubric": rubric, "processes": distributed.num_processes()}
+    ref, out = stage.save_and_register(run, fitted.model, tokenizer, base=cfg.model, datasets=[cfg.dataset], metrics=metrics,
                                        config={**to_dict(cfg), "rubric": rubric or ""})
 
-    # step 7. report
+    # step 6. report
     shown = [k for k in SHOWN if after.get(k) is not None] + sorted(k for k in after if k.startswith("accuracy/tag/"))
     width = max(len(k) for k in shown)
     distributed.say(f"\nRM {ref} on {len(eval_rows)} held-out pairs ({how}):\n  {'metric':<{width}} {'before':>8} {'after':>8}\n"
@@ -82,7 +64,8 @@ def main(argv: list[str] | None = None) -> dict:
         "model": ref, "dataset": cfg.dataset, "accuracy": after["accuracy"], "accuracy_before": before["accuracy"],
         "accuracy_rubric": after.get("accuracy/rubric"), "accuracy_rubric_before": before.get("accuracy/rubric"),
         "rubric": rubric, "ece": after["calibration/ece"], "length_corr": after["reward/length_corr"],
-        "train_pairs": len(train_ds), "eval_pairs": len(eval_rows), "train_loss": metrics["train_loss"],
+        "rubric_length_corr": after.get("rubric/length_corr"), "trainer": cfg.trainer, "labels": cfg.labels,
+        "train_pairs": fitted.train_pairs, "eval_pairs": len(eval_rows), "train_loss": metrics["train_loss"],
         "train_seconds": metrics["train_seconds"], "processes": metrics["processes"]})
 
 

@@ -4,7 +4,8 @@
 - `sampling`    every generation loop: greedy answers, K candidates with a shared prompt cache
 - `stage`       the skeleton every stage recipe fills in: run folder, seed, trainer arguments, save, register
 - `sft`, `rm`   stage configs and components (`reward` holds tokenization, scoring and RM evaluation)
-- `distributed`, `resume`  `accelerate launch` (rank-safe stages), checkpoints and --resume for the trl stages
+- `distributed` --processes / `accelerate launch`: what runs once, on the main process
+- `resume`      checkpoints and --resume for the Trainer stages (SFT, RM, DPO)
 - `generate`    candidates for the rank queue (`rlhf generate`)
 - `simulate`    simulated annotators: a rubric plus calibrated noise
 - `ppo/`        our PPO and RLOO: pure math (`core`), rollouts, the actor-critic model, trainer, checkpoints, evaluation

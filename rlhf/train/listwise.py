@@ -11,6 +11,12 @@ soft labels; `rlhf.train.preferences`):
     loss = mean over prompts of  mean over pairs  -[t log sigmoid(r_a - r_b) + (1 - t) log sigmoid(r_b - r_a)]
            + center_rewards_coefficient * mean(r^2)          (Eisenstein et al. 2023, eq. 2)
 
+`length_debias` (a product of experts with a length-only expert, as ODIN, Chen et al. 2024, sec. 4, does with a
+second head): during training the Bradley-Terry margin is (r_a + w z_a) - (r_b + w z_b), z the answer's length in
+tokens standardized over the training answers and w one learned scalar; the saved model is r alone. Whatever
+linear preference for longer (or shorter) answers the labels hold is explained by w, so r does not have to learn
+length as a shortcut for the qualities the labels are really about.
+
 With LoRA on the top N blocks only, the blocks below are frozen: their output for every answer (the trunk, see
 `rlhf.train.trunk`) is computed once before training, and each step runs the top blocks only, so several epochs
 cost about what one epoch of the full model costs. The reward is read at the last real token, as
@@ -33,6 +39,9 @@ from rlhf.train.reward import tokenize_response
 from rlhf.train.trunk import first_adapted_layer, top_forward, trunk_forward
 
 
+LENGTH_WEIGHT_LR = 0.05  # Adam moves the length weight ~0.05 a step: it reaches the labels' trend in tens of steps
+
+
 @dataclass(frozen=True)
 class Settings:
     epochs: float = 2.0  # passes over the prompt groups
@@ -44,6 +53,7 @@ class Settings:
     max_length: int = 192  # prompt + answer tokens; prompts cut from the left
     seed: int = 0
     bf16: bool = False  # autocast the top blocks in bfloat16
+    length_debias: bool = False  # train r + w * z(length) and keep r: the labels' linear length trend goes to w
     progress: bool = True
 
 
@@ -61,6 +71,17 @@ def bt_loss(r: torch.Tensor, pairs: torch.Tensor, targets: torch.Tensor) -> torc
     """
     margin = r[pairs[:, 0]] - r[pairs[:, 1]]
     return -(targets * torch.nn.functional.logsigmoid(margin) + (1 - targets) * torch.nn.functional.logsigmoid(-margin)).mean()
+
+
+def _zscore(values: list[float]) -> torch.Tensor:
+    """(values - mean) / std of one prompt's answers (0 when they are all alike).
+
+    >>> _zscore([10.0, 20.0, 30.0]).tolist()
+    [-1.0, 0.0, 1.0]
+    """
+    x = torch.tensor(values)
+    std = x.std() if len(values) > 1 else torch.tensor(0.0)
+    return (x - x.mean()) / std if std > 0 else torch.zeros_like(x)
 
 
 def _pad(states: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -117,7 +138,12 @@ def train(model, tokenizer, groups: list[PromptGroup], lora_layers: int, setting
     start_layer = first_adapted_layer(model, lora_layers)
     trunk = cache_trunk(model, tokenizer, groups, start_layer, settings.max_length, progress=settings.progress)
     params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=settings.lr, weight_decay=0.0)
+    lengths = [[float(t.shape[0]) for t in answers] for answers in trunk]  # prompt + answer tokens; z is per prompt below
+    length_w = torch.zeros((), requires_grad=settings.length_debias)
+    groups_ = [{"params": params}]
+    if settings.length_debias:  # one scalar: a larger step than LoRA's, so it settles within the run
+        groups_.append({"params": [length_w], "lr": LENGTH_WEIGHT_LR})
+    opt = torch.optim.AdamW(groups_, lr=settings.lr, weight_decay=0.0)
     steps_per_epoch = math.ceil(len(groups) / settings.prompts_per_step)
     total = max(1, round(steps_per_epoch * settings.epochs))
 
@@ -149,12 +175,16 @@ def train(model, tokenizer, groups: list[PromptGroup], lora_layers: int, setting
         padded, mask = _pad(states)
         with autocast:
             r = rewards_from_trunk(model, padded, mask.to(padded.device), start_layer)
+        fitted = r
+        if settings.length_debias:  # the same prompt's answers differ only in answer length: z within the prompt
+            z = torch.cat([_zscore(lengths[gi]) for gi in chosen]).to(r.device)
+            fitted = r + length_w * z
         losses, correct, n_pairs = [], 0.0, 0
         for gi, off in zip(chosen, spans):
             g = groups[gi]
             pairs = torch.tensor([(a + off, b + off) for a, b, _ in g.pairs])
             targets = torch.tensor([t for _, _, t in g.pairs], dtype=r.dtype)
-            losses.append(bt_loss(r, pairs, targets))
+            losses.append(bt_loss(fitted, pairs, targets))
             with torch.no_grad():
                 correct += float(((r[pairs[:, 0]] > r[pairs[:, 1]]).float() == (targets > 0.5).float()).sum())
                 n_pairs += len(g.pairs)
@@ -165,6 +195,6 @@ def train(model, tokenizer, groups: list[PromptGroup], lora_layers: int, setting
         sched.step()
         opt.zero_grad(set_to_none=True)
         history.append({"step": step + 1, "loss": loss.item(), "accuracy": correct / max(1, n_pairs),
-                        "learning_rate": sched.get_last_lr()[0]})
+                        "learning_rate": sched.get_last_lr()[0], "length_weight": float(length_w)})
     model.train(was_training)
     return history

@@ -38,6 +38,8 @@ class RMStageConfig(TrainerFields):
     labels: str = field("hard", "listwise: hard = majority vote | soft = vote fraction | weighted = votes weighted by "
                                 "annotator reliability (rlhf.train.preferences)", LABELS)
     prompts_per_step: int = field(4, "listwise: prompts (each with all its answers) per optimizer step")
+    length_debias: bool = field(False, "listwise: fit the labels' linear length trend with a separate weight during "
+                                       "training and keep the reward without it (rlhf.train.listwise)")
     # Data
     dataset: str = field("preferences@latest", "preferences snapshot: prompt/chosen/rejected conversations")
     max_length: int = field(256, "longest prompt + answer in tokens; longer prompts are cut from the left, answers never")
@@ -106,20 +108,69 @@ def check(cfg: RMStageConfig) -> None:
         raise RlhfError(f"--labels {cfg.labels} needs --trainer listwise (trl's RewardTrainer takes hard labels only)")
 
 
-def train_listwise(cfg: RMStageConfig, model, tokenizer, train_rows, bf16: bool) -> tuple[object, list[dict], dict]:
-    """(the trained peft model, its per-step history, label statistics): the training pairs grouped by prompt
-    (`rlhf.train.preferences`, targets per `cfg.labels`) and `rlhf.train.listwise` on `model` with a fresh LoRA
-    adapter on its top `cfg.lora_layers` blocks."""
-    from rlhf.train import listwise, modeling
+@dataclass
+class Fitted:
+    """What training gives the recipe, whichever trainer ran."""
+
+    model: object  # the trained model (a peft model for lora/qlora)
+    log_history: list[dict]  # per logged step: loss, accuracy, ...
+    train_seconds: float
+    train_pairs: int
+    extra: dict  # trainer-specific metrics (listwise: prompt groups, labels, annotator reliability)
+
+
+def fit(cfg: RMStageConfig, run, model, peft_config, tokenizer, train_rows) -> Fitted:
+    """Train the reward model on the training pairs with `cfg.trainer`: trl's RewardTrainer (one pair per row,
+    hard labels, checkpoints and --resume, several processes) or `rlhf.train.listwise` (one prompt's answers per
+    batch element, all its pairs, hard/soft/weighted labels, one process)."""
+    if cfg.trainer == "listwise":
+        return _fit_listwise(cfg, model, tokenizer, train_rows)
+    return _fit_trl(cfg, run, model, peft_config, tokenizer, train_rows)
+
+
+def _fit_trl(cfg: RMStageConfig, run, model, peft_config, tokenizer, train_rows) -> Fitted:
+    from trl import RewardConfig, RewardTrainer
+
+    from rlhf.train import distributed, resume, stage
+    from rlhf.train.reward import tokenize_pairs
+
+    tokenized = tokenize_pairs(train_rows, tokenizer, cfg.max_length)  # prompts cut from the left: trl drops nothing
+    distributed.say(f"tokens: {sum(tokenized['truncated'])} of {len(tokenized)} pairs had their prompt cut from the left "
+                    f"to {cfg.max_length} tokens")
+    train_ds = tokenized.select_columns(["chosen_ids", "rejected_ids"])
+    args = RewardConfig(**stage.trainer_args(cfg, run.dir), disable_dropout=True,
+                        center_rewards_coefficient=cfg.center_rewards_coefficient or None)
+    trainer = RewardTrainer(model=model, args=args, train_dataset=train_ds, processing_class=tokenizer, peft_config=peft_config,
+                            callbacks=[resume.CheckpointCallback(run)])
+    distributed.check_even_split(len(train_ds), cfg.batch_size, distributed.num_processes())
+    if cfg.mode == "qlora":
+        undo_bf16_on_cpu(trainer.model)
+    distributed.say(f"model: {cfg.model} ({cfg.mode}, trl RewardTrainer): {stage.params(trainer.model)}")
+    out = trainer.train(resume_from_checkpoint=resume.checkpoint_to_resume(run))
+    return Fitted(trainer.model, trainer.state.log_history, out.metrics.get("train_runtime", 0.0), len(train_ds),
+                  {"train_loss": resume.train_loss(trainer.state.log_history)})
+
+
+def _fit_listwise(cfg: RMStageConfig, model, tokenizer, train_rows) -> Fitted:
+    import time
+
+    from rlhf.train import distributed, listwise, modeling, stage
     from rlhf.train.preferences import annotator_reliability, prompt_groups, reliability_weights
 
+    if distributed.num_processes() > 1:
+        raise RlhfError("--trainer listwise runs on one process: drop --processes, or use --trainer trl")
     reliability = annotator_reliability(train_rows)
     groups = prompt_groups(train_rows, cfg.labels, reliability_weights(reliability))
     model = modeling.add_lora(model, "SEQ_CLS", cfg.lora_r, cfg.lora_alpha, cfg.lora_layers)
+    distributed.say(f"model: {cfg.model} ({cfg.mode}, listwise, labels {cfg.labels}): {stage.params(model)}; "
+                    f"{len(groups)} prompts, {sum(len(g.pairs) for g in groups)} judged pairs")
     settings = listwise.Settings(epochs=cfg.epochs, prompts_per_step=cfg.prompts_per_step, lr=cfg.lr,
                                  warmup_steps=cfg.warmup_steps, center_rewards_coefficient=cfg.center_rewards_coefficient,
-                                 max_length=cfg.max_length, seed=cfg.seed, bf16=bf16)
+                                 max_length=cfg.max_length, seed=cfg.seed, length_debias=cfg.length_debias,
+                                 bf16=modeling.use_bf16(cfg.precision, cfg.mode))
+    t0 = time.time()
     history = listwise.train(model, tokenizer, groups, cfg.lora_layers, settings)
-    stats = {"prompt_groups": len(groups), "train_pairs": sum(len(g.pairs) for g in groups), "labels": cfg.labels,
-             "annotator_reliability": {k: round(v, 4) for k, v in reliability.items()}}
-    return model, history, stats
+    return Fitted(model, history, round(time.time() - t0, 1), sum(len(g.pairs) for g in groups),
+                  {"train_loss": sum(h["loss"] for h in history) / len(history), "prompt_groups": len(groups),
+                   "labels": cfg.labels, "length_weight": history[-1]["length_weight"],
+                   "annotator_reliability": {k: round(v, 4) for k, v in reliability.items()}})

@@ -30,7 +30,7 @@ from rlhf import fs, paths
 from rlhf.config import describe, field, seed_everything, to_dict
 from rlhf.data import registry
 from rlhf.errors import RlhfError
-from rlhf.train import distributed
+from rlhf.train import cards, distributed
 from rlhf.train.modeling import PRECISIONS, device, use_bf16
 
 TRACKING_CHOICES = ("trackio", "tensorboard", "wandb", "mlflow", "none")
@@ -99,6 +99,9 @@ def start(stage: str, cfg, pins: dict[str, str | None], run_dir: Path | None = N
     """Check the model name, pin the config's references, check it (`cfg.check()` where it has one), print it, seed
     python, numpy and torch, and make the run folder. A resumed run passes its own folder (its config is pinned
     already; a finished run is refused). Under a launch the main process pins and makes the folder."""
+    from rlhf.quiet import quiet
+
+    quiet()  # library notices a user cannot act on stay out of the run's output (rlhf/quiet.py says which and why)
     started = time.time()
     distributed.check_engine()
     registry.check_registry_name(cfg.name, "--name: model")  # NAME@vN parses, models/NAME/vN is a folder of its own
@@ -201,9 +204,12 @@ def save_and_register(run: Run, model, tokenizer, *, base: str, datasets: list[s
         with session_scope() as s:
             version = registry.next_version(s, cfg.name)
             out = save_model(model, tokenizer, paths.models_dir() / cfg.name / f"v{version}", merge=cfg.mode != "qlora")
-            ref = registry.register_model(s, name=cfg.name, stage=run.stage, base=base, path=str(out),
-                                          dataset_versions=datasets, config=config, metrics=metrics, seed=cfg.seed,
-                                          version=version).ref
+            mv = registry.register_model(s, name=cfg.name, stage=run.stage, base=base, path=str(out),
+                                         dataset_versions=datasets, config=config, metrics=metrics, seed=cfg.seed,
+                                         version=version)
+            ref = mv.ref
+        # the model card and the run's plots beside the weights (documentation: not part of the folder's hash)
+        cards.write_card(out, mv, sorted(run.dir.glob("*.png")))
         fs.write_json(run.dir / "result.json", {"model": ref, "config": config, "metrics": metrics})
         return ref, out
 
