@@ -135,7 +135,9 @@ def admin_counts(s: UserSession) -> list[list]:
 
 # the settings form, in its order: key -> value shown when the store has none
 FORM_DEFAULTS = {"guidelines": "", "rank_guidelines": "", "write_overlap": 1, "rank_overlap": 3, "max_candidates": 6,
-                 "lease_minutes": 60, "session_goal": history.DEFAULT_GOAL, "demos_as_candidates": False}
+                 "lease_minutes": 60, "session_goal": history.DEFAULT_GOAL, "demos_as_candidates": False,
+                 "queue_policy": "random", "exploration": 0.2, "gold_rate": 0.1, "quality_threshold": 0.5,
+                 "show_feedback": True}
 GUIDELINE_VERSIONS = {"guidelines": "write_guidelines_version", "rank_guidelines": "rank_guidelines_version"}
 
 
@@ -163,6 +165,27 @@ def admin_save_settings(s: UserSession, **values) -> str:
         except queue.QueueError as e:
             raise RlhfError(str(e)) from None
         return f"settings saved: {', '.join(given)}"
+
+
+QUALITY_COLUMNS = ["annotator", "gold ranked", "gold agreeing", "gold accuracy", "items with consensus",
+                   "agreement (tau-b)", "flag"]
+
+
+def admin_quality(s: UserSession) -> list[list]:
+    """One row per annotator: gold accuracy (a gold ranking agrees when its Kendall tau-b with the reference is > 0),
+    mean agreement with the leave-one-out consensus, and a flag when either is under `quality_threshold`."""
+    from rlhf.data import gold
+
+    with session_scope() as db:
+        require(db, s.username, ADMINS, "see annotator quality")
+        threshold = float(queue.get_settings(db)["quality_threshold"])
+        quality = gold.annotator_quality(db)
+
+    def num(x):
+        return None if x is None else round(x, 3)
+
+    return [[q.annotator, q.gold_answered, q.gold_correct, num(q.gold_accuracy), q.consensus_items, num(q.consensus_tau),
+             f"below {threshold:g}" if q.flagged(threshold) else ""] for q in quality.values()]
 
 
 def admin_refresh_queue(s: UserSession) -> str:

@@ -70,6 +70,11 @@ def on_admin_save_settings(s: UserSession, *values):
 
 
 @ui
+def on_admin_quality(s: UserSession):
+    return admin.admin_quality(s)
+
+
+@ui
 def on_admin_sync(s: UserSession):
     return admin.admin_refresh_queue(s), admin.admin_counts(s)
 
@@ -88,8 +93,18 @@ def _settings_form() -> list:
         lease = gr.Number(label="Open item held for (minutes)", precision=0)
         goal = gr.Number(label="Daily goal per person (items)", precision=0, elem_id="admin-goal")
         demos = gr.Checkbox(label="Add submitted demonstrations as human candidates")
+    with gr.Row():
+        policy = gr.Dropdown(["random", "uncertainty"], label="Rank queue: random (oldest first) or uncertainty "
+                             "(the reward model's least sure items first)", elem_id="admin-queue-policy")
+        explore = gr.Number(label="Exploration share (uncertainty: random items)", elem_id="admin-exploration")
+        gold_rate = gr.Number(label="Gold share of claims", elem_id="admin-gold-rate")
+        threshold = gr.Number(label="Quality flag under", elem_id="admin-quality-threshold")
+        show_feedback = gr.Checkbox(label="Show feedback after a submit (model order, consensus)",
+                                    elem_id="admin-show-feedback")
     fields = {"guidelines": write_g, "rank_guidelines": rank_g, "write_overlap": write_n, "rank_overlap": rank_n,
-              "max_candidates": max_k, "lease_minutes": lease, "session_goal": goal, "demos_as_candidates": demos}
+              "max_candidates": max_k, "lease_minutes": lease, "session_goal": goal, "demos_as_candidates": demos,
+              "queue_policy": policy, "exploration": explore, "gold_rate": gold_rate, "quality_threshold": threshold,
+              "show_feedback": show_feedback}
     return [fields[k] for k in admin.FORM_DEFAULTS]
 
 
@@ -125,6 +140,10 @@ def _admin_tab() -> SimpleNamespace:
                 snap_pending = gr.Checkbox(label="Include items not yet approved by an expert")
             snap_btn = gr.Button("Snapshot")
             snap_msg = gr.Textbox(label="Result", interactive=False)
+        with gr.Accordion("Annotator quality (gold accuracy: tau-b > 0 with the expert's reference)", open=False,
+                          elem_id="admin-quality"):
+            quality = gr.Dataframe(headers=admin.QUALITY_COLUMNS, interactive=False, elem_id="admin-quality-table")
+            quality_btn = gr.Button("Refresh quality", elem_id="admin-quality-refresh")
         with gr.Accordion("Project settings", open=False, elem_id="admin-settings"):
             settings = _settings_form()
             with gr.Row():
@@ -149,5 +168,6 @@ def add_admin_tab(state) -> gr.Tab:
     a.snap_btn.click(on_admin_snapshot, [state, a.snap_name, a.snap_pending], [a.snap_msg])
     a.set_btn.click(on_admin_save_settings, [state, *a.settings], [a.set_msg, a.counts])
     a.sync_btn.click(on_admin_sync, [state], [a.set_msg, a.counts])
+    a.quality_btn.click(on_admin_quality, [state], [a.quality])
     return a.tab
 

@@ -65,11 +65,11 @@ def _rank_page(s: UserSession, message: str = "", tone: str = "ok") -> tuple:
     """The Rank page's outputs, the same way; the slots show the item's K candidates (a correction: as ranked)."""
     v = handlers.rank_next(s, message)
     return (s, v.assignment_id, v.conversation_html(), *RankSlots.show(v.candidate_html(), v.ranks),
-            gr.update(value=v.all_bad), gr.update(value=v.reason), *_page_parts(v, "rank", tone))
+            gr.update(value=v.all_bad), gr.update(value=v.reason), v.feedback_html(), *_page_parts(v, "rank", tone))
 
 
 WRITE_OUTPUTS = 9  # state, token, prompt, answer, guidelines, drawer, progress, message, undo
-RANK_OUTPUTS = 3 + 3 * MAX_SLOTS + 7  # state, token, prompt, slots, all bad, reason, guidelines, drawer, progress, ...
+RANK_OUTPUTS = 3 + 3 * MAX_SLOTS + 8  # state, token, prompt, slots, all bad, reason, feedback, guidelines, drawer, ...
 
 
 def _stay(n: int, at: int):
@@ -167,10 +167,11 @@ on_write_undo, on_write_previous, on_rank_undo, on_rank_previous = (
 def _mine(s: UserSession, message: str = "", tone: str = "ok") -> tuple:
     items = handlers.my_items(s)
     choices = [(f"{it.finished} · {it.kind} · {it.prompt_ref} · {it.state}", it.assignment_id) for it in items if it.can_change]
-    return (s, [it.row() for it in items], gr.update(choices=choices, value=None), render.message(message, tone))
+    return (s, [it.row() for it in items], gr.update(choices=choices, value=None), render.message(message, tone),
+            render.message(handlers.my_agreement(s), "info"))
 
 
-@ui.inline(lambda s, message, *inputs: (s, gr.update(), gr.update(), render.message(message, "error")))
+@ui.inline(lambda s, message, *inputs: (s, gr.update(), gr.update(), render.message(message, "error"), gr.update()))
 def on_my_items(s: UserSession):
     return _mine(s)
 
@@ -243,9 +244,10 @@ def _rank_tab() -> SimpleNamespace:
             page.all_bad = gr.Checkbox(label="All bad: none of these is acceptable", elem_id="rank-all-bad")
             page.reason = gr.Textbox(label="Reason (optional, one line)", max_lines=1, elem_id="rank-reason")
         page.b = _buttons("rank", "Submit")
+        page.feedback = gr.HTML(elem_id="rank-feedback")  # after a submit only: the item just ranked (feedback.py)
     page.radios = slots.radios
-    page.view = [prompt, *slots.components, page.all_bad, page.reason, page.guidelines, page.drawer, page.progress,
-                 page.b.msg, page.b.undo]
+    page.view = [prompt, *slots.components, page.all_bad, page.reason, page.feedback, page.guidelines, page.drawer,
+                 page.progress, page.b.msg, page.b.undo]
     return page
 
 
@@ -259,7 +261,8 @@ def _mine_tab() -> SimpleNamespace:
             open_btn = gr.Button("Open it to change", elem_id="mine-open")
             refresh = gr.Button("Refresh", elem_id="mine-refresh")
         msg = gr.HTML(elem_id="mine-message")
-    return SimpleNamespace(tab=tab, table=table, pick=pick, open=open_btn, refresh=refresh, msg=msg)
+        agreement = gr.HTML(elem_id="mine-agreement")
+    return SimpleNamespace(tab=tab, table=table, pick=pick, open=open_btn, refresh=refresh, msg=msg, agreement=agreement)
 
 
 def build_ui() -> gr.Blocks:
@@ -281,7 +284,7 @@ def build_ui() -> gr.Blocks:
         # Register listeners
         write_view = [state, write_token, *w.view]
         rank_view = [state, rank_token, *r.view]
-        mine_view = [state, m.table, m.pick, m.msg]
+        mine_view = [state, m.table, m.pick, m.msg, m.agreement]
         demo.load(on_load, [state], [state, header, tabs, admin_tab, *review_tabs.values()])
         logout.click(None, js=LOGOUT_JS)
         w.tab.select(on_write_open, [state], write_view)

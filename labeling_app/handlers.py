@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import select
 
-from labeling_app import history, queue, render
+from labeling_app import feedback, history, queue, render
 from labeling_app.state import UserSession
 from rlhf.data import records
 from rlhf.data.accounts import ADMINS, LABELERS, AccessDenied, require
@@ -89,6 +89,7 @@ class RankView(Page):
     ranks: list = field(default_factory=list)  # a correction: the earlier rank of each shown answer, else empty
     all_bad: bool = False
     reason: str = ""
+    feedback: feedback.Feedback | None = None  # on the item ranked last on this tab, only after its submit
 
     @property
     def k(self) -> int:
@@ -102,6 +103,9 @@ class RankView(Page):
 
     def candidate_html(self) -> list[str]:
         return [render.candidate(i, t) for i, t in enumerate(self.candidates)]
+
+    def feedback_html(self) -> str:
+        return self.feedback.html() if self.feedback is not None else ""
 
 
 @dataclass(frozen=True)
@@ -283,6 +287,9 @@ def rank_next(s: UserSession, message: str = "") -> RankView:
     """The candidate set on screen, else the next one: K answers shuffled for this person, model names hidden."""
     with session_scope() as db:
         user, a, item, prompt, page, earlier = _next_item(db, s, "rank", message)
+        last = s.last_rank if a is None or s.last_rank != a.id else None  # never about the item on screen
+        if queue.get_settings(db)["show_feedback"] and last is not None:
+            page["feedback"] = feedback.for_assignment(db, user, last)
         if a is None:
             return RankView(**page)
         texts = dict(db.execute(select(Response.id, Response.text).where(Response.id.in_(item.response_ids))).all())
@@ -362,6 +369,13 @@ def previous(s: UserSession, kind: str) -> Receipt:
             raise RlhfError("no earlier item to go back to (reviewed answers can no longer change)")
         setattr(s, f"{kind}_assignment", a.id)
         return Receipt("reopened", "undo", a.id, "Your previous item is back on screen.")
+
+
+def my_agreement(s: UserSession) -> str:
+    """The caller's running agreement with consensus, one line ("" when the admin turned feedback off)."""
+    with session_scope() as db:
+        user = require(db, s.username, LABELERS, "my agreement")
+        return feedback.agreement(db, user).line() if queue.get_settings(db)["show_feedback"] else ""
 
 
 def my_items(s: UserSession) -> list[history.MyItem]:

@@ -6,7 +6,10 @@ Rules (each one enforced here, on the server, inside the caller's transaction):
 - nobody gets the same item twice (a unique (item, user) assignment row, whatever its status;
   a skip counts, so a skipped item never comes back -- Label Studio #1267, OpenAssistant #923);
 - nobody ranks a candidate set that contains their own demonstration (`label_item_authors`);
-- an open assignment is resumed first, with its draft (Argilla #3098: drafts must survive).
+- an open assignment is resumed first, with its draft (Argilla #3098: drafts must survive);
+- which item comes next (`_choose`): a `gold_rate` share of claims is a gold item (no overlap limit), rank
+  items follow `queue_policy` (random: the oldest; uncertainty: the highest `item_priorities` row first,
+  with an `exploration` share of random items), every share drawn per user and claim, so repeatable.
 
 Items come from the store (`sync_items`): one `write` item per prompt, one `rank` item per
 (prompt, model version) with at least two candidates from `rlhf generate`, plus the prompt's
@@ -30,81 +33,12 @@ from sqlalchemy.orm.attributes import set_committed_value
 
 from rlhf.data import formats
 from rlhf.data.store.db import insert_new, lock_row
-from rlhf.data.store.app_models import AppSetting, Assignment, LabelItem, LabelItemAuthor
+from rlhf.data.store.app_models import Assignment, LabelItem, LabelItemAuthor
+from rlhf.data.store.loop_models import GoldItem, ItemPriority
 from rlhf.data.store.models import Demonstration, Prompt, Response, User, utcnow
-
-DEFAULT_GUIDELINES = """\
-**Writing an ideal answer**
-- Answer the last user message as the best assistant would: correct, helpful, honest, safe.
-- Follow the conversation so far; keep the answer as long as it needs to be, no longer.
-- If the request is harmful, decline briefly and offer a safe alternative.
-
-**Ranking candidates**
-- Order the answers best to worst. Give equal numbers to answers that are equally good (a tie).
-- Judge correctness first, then helpfulness, then clarity. Ignore length for its own sake.
-- If every answer is unacceptable, tick *All bad* (you may still order them).
-- Skip (S) anything you cannot judge; it will not come back to you.
-
-**Keys**: on Rank, type the rank of each answer in turn (e.g. `1 2 2 3`), Enter submits, S skips.
-On Write, Ctrl+Enter submits and Ctrl+S saves a draft.
-"""
-
-DEFAULTS: dict[str, object] = {
-    "guidelines": DEFAULT_GUIDELINES,  # markdown shown beside every item
-    "write_overlap": 1,  # different people who write an answer to each prompt
-    "rank_overlap": 3,  # different people who rank each candidate set (3 lets agreement be measured)
-    "max_candidates": 6,  # most candidates shown in one rank item (K)
-    "lease_minutes": 60,  # an open assignment holds its overlap place this long
-    "demos_as_candidates": False,  # also add each submitted demonstration as a human candidate to rank
-}
-INT_SETTINGS = {"write_overlap": (1, 50), "rank_overlap": (1, 50), "max_candidates": (2, 9), "lease_minutes": (1, 24 * 60)}
-
-
-class QueueError(Exception):
-    """A queue rule refused the action (e.g. submitting an item that is not yours)."""
-
-
-# --------------------------------------------------------------------------- settings
-
-
-def get_settings(session: Session) -> dict:
-    """The project settings, read once per transaction (kept in `session.info` until it ends)."""
-    cached = session.info.get("app_settings")
-    if cached is None:
-        stored = dict(session.execute(select(AppSetting.key, AppSetting.value)).all())
-        cached = session.info["app_settings"] = {k: stored.get(k, v) for k, v in DEFAULTS.items()}
-    return dict(cached)
-
-
-def put_settings(session: Session, values: dict, by: str) -> dict:
-    """Validate and store settings; unknown keys are an error."""
-    unknown = set(values) - set(DEFAULTS)
-    if unknown:
-        raise QueueError(f"unknown setting(s): {', '.join(sorted(unknown))}; known: {', '.join(DEFAULTS)}")
-    clean = {}
-    for key, value in values.items():
-        if key in INT_SETTINGS:
-            lo, hi = INT_SETTINGS[key]
-            try:
-                value = int(value)
-            except (TypeError, ValueError):
-                raise QueueError(f"{key}: expected a whole number, got {value!r}") from None
-            if not lo <= value <= hi:
-                raise QueueError(f"{key}: {value} is outside {lo}..{hi}")
-        elif key == "demos_as_candidates":
-            value = bool(value)
-        elif key == "guidelines":
-            value = str(value or "")
-        clean[key] = value
-    session.info.pop("app_settings", None)
-    for key, value in clean.items():
-        row = session.get(AppSetting, key)
-        if row is None:
-            session.add(AppSetting(key=key, value=value, updated_by=by))
-        else:
-            row.value, row.updated_by, row.updated_at = value, by, utcnow()
-    session.flush()
-    return get_settings(session)
+from labeling_app.settings import (  # noqa: F401  (the settings, re-exported: queue.DEFAULTS, queue.put_settings, ...)
+    BOOL_SETTINGS, DEFAULT_GUIDELINES, DEFAULT_RANK_GUIDELINES, DEFAULTS, FLOAT_SETTINGS, INT_SETTINGS, QUEUE_POLICIES,
+    QueueError, get_settings, put_settings)
 
 
 # --------------------------------------------------------------------------- items
@@ -209,20 +143,78 @@ def _statements() -> dict:
     Available to a user = items of the kind with places left: `done_count` (a counter kept in the
     submit's transaction, so no count over the whole assignments table) + the item's open assignments
     within the lease (a handful of rows) < N, never assigned to them, none of whose candidates they
-    wrote. The cheap column test comes first, so full items are skipped before any subquery runs.
+    wrote, not gold (gold items come only through the gold share, `_choose`). The cheap column test
+    comes first, so full items are skipped before any subquery runs.
     """
     n = bindparam("n")
     mine = exists().where(Assignment.item_id == LabelItem.id, Assignment.user_id == bindparam("user_id"))
     authored = exists().where(LabelItemAuthor.item_id == LabelItem.id, LabelItemAuthor.user_id == bindparam("user_id"))
-    available = and_(LabelItem.kind == bindparam("kind"), LabelItem.done_count < n, ~mine, ~authored,
+    gold = exists().where(GoldItem.item_id == LabelItem.id)
+    available = and_(LabelItem.kind == bindparam("kind"), LabelItem.done_count < n, ~mine, ~authored, ~gold,
                      LabelItem.done_count + _open_places(LabelItem.id).correlate(LabelItem) < n)
     pick = select(LabelItem.id).where(available).order_by(LabelItem.id).limit(1)
+    # uncertainty: the highest priority first; items without one after those with one, then the oldest
+    by_priority = (select(LabelItem.id).outerjoin(ItemPriority, ItemPriority.item_id == LabelItem.id).where(available)
+                   .order_by(ItemPriority.priority.is_(None), ItemPriority.priority.desc(), LabelItem.id).limit(1))
     return {
         "pick_unlocked": pick.with_for_update(skip_locked=True, of=LabelItem),  # the oldest item nobody is claiming
         "pick_wait": pick.with_for_update(of=LabelItem),  # the oldest item, waiting for its claimer
+        "priority_unlocked": by_priority.with_for_update(skip_locked=True, of=LabelItem),
+        "priority_wait": by_priority.with_for_update(of=LabelItem),
+        # exploration: every available item (to draw one from), then the drawn one locked if nobody is claiming it
+        "available_ids": select(LabelItem.id).where(available).order_by(LabelItem.id).limit(REMAINING_CAP),
+        "lock_one": (select(LabelItem.id).where(LabelItem.id == bindparam("item_id"), available)
+                     .with_for_update(skip_locked=True, of=LabelItem)),
+        # a gold item of the kind this person has not had (and wrote no candidate of): no overlap limit
+        "gold": (select(LabelItem.id).where(LabelItem.kind == bindparam("kind"), gold, ~mine, ~authored)
+                 .order_by(LabelItem.id).limit(1)),
+        "claims": select(func.count(Assignment.id)).where(Assignment.user_id == bindparam("user_id"),
+                                                          Assignment.kind == bindparam("kind")),
         "available": select(func.count()).select_from(select(LabelItem.id).where(available).limit(REMAINING_CAP).subquery()),
         "taken": select(LabelItem.done_count + _open_places(bindparam("item_id"))).where(LabelItem.id == bindparam("item_id")),
     }
+
+
+def draw(what: str, user_id: int, claim: int) -> float:
+    """A number in [0, 1) fixed by (what, user, claim number): the gold and exploration shares are exact and repeatable.
+
+    >>> draw("explore", 1, 0) == draw("explore", 1, 0) != draw("explore", 1, 1)
+    True
+    """
+    digest = hashlib.sha256(f"{what}:{user_id}:{claim}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
+
+
+def _choose(session: Session, settings: dict, places: dict, postgres: bool) -> tuple[int | None, bool]:
+    """(item id, is gold) of the item to claim next, under the queue policy; (None, False) when nothing is available.
+
+    The user's n-th claim of a kind (n = their assignments of it so far) is a gold item when
+    draw("gold", user, n) < gold_rate and one is left for them; else, for rank items under the
+    `uncertainty` policy, a random available item when draw("explore", user, n) < exploration
+    (seeded by the same numbers), otherwise the one with the highest priority; under `random`,
+    the oldest. Every choice but gold's is locked FOR UPDATE SKIP LOCKED (PostgreSQL) like the oldest-first pick.
+    """
+    st = _statements()
+    uncertainty = places["kind"] == "rank" and settings.get("queue_policy") == "uncertainty"
+    gold_rate, exploration = float(settings.get("gold_rate") or 0), float(settings.get("exploration") or 0)
+    claim = session.scalar(st["claims"], places) if gold_rate > 0 or (uncertainty and exploration > 0) else 0
+    if gold_rate > 0 and draw("gold", places["user_id"], claim) < gold_rate:
+        item_id = session.scalar(st["gold"], places)
+        if item_id is not None:
+            return item_id, True
+    if uncertainty and exploration > 0 and draw("explore", places["user_id"], claim) < exploration:
+        ids = list(session.scalars(st["available_ids"], places))
+        if ids:
+            rng = random.Random(int(draw("explore-pick", places["user_id"], claim) * 2**53))
+            item_id = session.scalar(st["lock_one"], {**places, "item_id": rng.choice(ids)})
+            if item_id is not None:
+                return item_id, False
+    unlocked, wait = ("priority_unlocked", "priority_wait") if uncertainty else ("pick_unlocked", "pick_wait")
+    item_id = session.scalar(st[unlocked], places)
+    if item_id is None and postgres:
+        # every available item is being claimed by someone right now: wait for the first one instead of saying "none"
+        item_id = session.scalar(st[wait], places)
+    return item_id, False
 
 
 def places_taken(session: Session, item_id: int, settings: dict, now: dt.datetime) -> int:
@@ -235,7 +227,7 @@ def open_assignment(session: Session, user: User, kind: str) -> Assignment | Non
 
 
 def next_assignment(session: Session, user: User, kind: str, _synced: bool = False) -> Assignment | None:
-    """The user's open assignment of `kind` (resumed), else a new one on the first available item, else None.
+    """The user's open assignment of `kind` (resumed), else a new one (`_choose`: policy, gold share), else None.
 
     Safe under concurrent callers on PostgreSQL as on SQLite: the user's row is locked first (two tabs
     of one person get the same item), the chosen item's row is locked with FOR UPDATE SKIP LOCKED (a
@@ -253,12 +245,8 @@ def next_assignment(session: Session, user: User, kind: str, _synced: bool = Fal
         return current
     settings = get_settings(session)
     for attempt in range(3):
-        # the oldest available item (an item's N rankings complete together: agreement can be measured early)
         places = _places(settings, kind, user.id, now)
-        item_id = session.scalar(_statements()["pick_unlocked"], places)
-        if item_id is None and postgres:
-            # every available item is being claimed by someone right now: wait for the first one instead of saying "none"
-            item_id = session.scalar(_statements()["pick_wait"], places)
+        item_id, gold = _choose(session, settings, places, postgres)
         if item_id is None:
             break
         a = insert_new(session, Assignment, dict(item_id=item_id, user_id=user.id, kind=kind, status="assigned",
@@ -266,8 +254,9 @@ def next_assignment(session: Session, user: User, kind: str, _synced: bool = Fal
         if a is None:  # the same person in another process took this item at this very moment
             return open_assignment(session, user, kind)
         # the claim is in and the item is ours (PostgreSQL row lock; SQLite write lock): a fresh count sees every
-        # committed place; give this one back if a concurrent caller filled the item's overlap first
-        if places_taken(session, item_id, settings, now) <= overlap(settings, kind):
+        # committed place; give this one back if a concurrent caller filled the item's overlap first (a gold item
+        # never counts toward its overlap N)
+        if gold or places_taken(session, item_id, settings, now) <= overlap(settings, kind):
             return a
         session.delete(a)
         session.flush()

@@ -110,6 +110,9 @@ CSS = """
 .goal-bar span { display: block; height: 100%; background: #1a73e8; }
 .progress-line { font-size: 15px; }
 .key-hints { font-size: 12px; opacity: .75; }
+.feedback { margin-top: 8px; padding: 8px 12px; border-radius: 8px; background: #f1f3f4; }
+.feedback-title { font-weight: 600; margin-bottom: 4px; } .feedback th { text-align: left; padding-right: 12px; }
+.feedback-agreement { font-size: 13px; margin-top: 4px; opacity: .85; } .dark .feedback { background: #333; }
 #session-expired { position: fixed; top: 0; left: 0; right: 0; z-index: 1000; padding: 14px; text-align: center;
   background: #a50e0e; color: #fff; font-size: 17px; } #session-expired a { color: #fff; text-decoration: underline; }
 #shortcut-sheet { position: fixed; top: 10%; left: 50%; transform: translateX(-50%); z-index: 999; background: #fff; color: #222;

@@ -264,6 +264,25 @@ def adjudicate_submit(s: ReviewSession, prompt_id: int, ranks: list, reason: str
     return adjudication_queue(s, threshold, message=msg)
 
 
+def mark_gold(s: ReviewSession, prompt_id: int, ranks: list, threshold: float = agreement.DEFAULT_THRESHOLD) -> AdjudicationView:
+    """Mark the rank item on screen gold, the expert's ranks in the slots as its reference (`rlhf.data.gold`):
+    it then goes into annotators' queues at the `gold_rate` setting, unmarked. Marking twice is a no-op."""
+    from rlhf.data import gold
+
+    if prompt_id in (None, ""):
+        raise RlhfError("no contested item on screen")
+    with session_scope() as db:
+        user = require(db, s.username, REVIEWERS, "mark gold")
+        current = next((it for it in agreement.report(db, float(threshold)).items if it.prompt_id == int(prompt_id)), None)
+        ids = sorted(current.consensus) if current is not None else []
+        item = gold.rank_item_holding(db, int(prompt_id), ids)
+        order = ranks_to_order(list(ranks), k=len(ids))  # indices into `ids` (the slots) -> into the item's own order
+        _, status = gold.mark_gold(db, user, item.id, order=[sorted(item.response_ids.index(ids[i]) for i in g) for g in order])
+        msg = (f"{item.key} is already gold with this reference." if status == "unchanged" else
+               f"{'Marked' if status == 'marked' else 'Changed'} {item.key} as gold with your order as its reference.")
+    return adjudication_queue(s, threshold, int(prompt_id), message=msg)
+
+
 # --------------------------------------------------------------------------- blind A/B
 
 

@@ -96,11 +96,13 @@ def _adjudicate_tab() -> SimpleNamespace:
         ranks = gr.Dataframe(interactive=False, label="The annotators' ranks (1 = best)")
         reason = gr.Textbox(label="Why this order (required, kept with the decision)", max_lines=1,
                             elem_id="adjudicate-reason")
-        submit = gr.Button("Record as consensus", variant="primary", elem_id="adjudicate-submit")
+        with gr.Row():
+            submit = gr.Button("Record as consensus", variant="primary", elem_id="adjudicate-submit")
+            gold = gr.Button("Mark as gold (your order is the reference)", elem_id="adjudicate-gold")
         gr.HTML(render.key_hints("adjudicate"))
         msg = gr.HTML(elem_id="adjudicate-message")
     return SimpleNamespace(tab=tab, threshold=threshold, refresh=refresh, item=item, reason=reason, submit=submit,
-                           radios=slots.radios, view=[table, item, prompt, *slots.components, ranks, reason, msg])
+                           gold=gold, radios=slots.radios, view=[table, item, prompt, *slots.components, ranks, reason, msg])
 
 
 def _ab_tab() -> SimpleNamespace:
@@ -228,6 +230,11 @@ def on_adjudicate(rs, thr, prompt_id, reason, *ranks):
     return (rs, *_adj_out(rh.adjudicate_submit(rs, prompt_id, list(ranks), reason, _threshold(thr))))
 
 
+@ui.inline(ADJ_STAY)
+def on_mark_gold(rs, thr, prompt_id, *ranks):
+    return (rs, *_adj_out(rh.mark_gold(rs, prompt_id, list(ranks), _threshold(thr))))
+
+
 @ui
 def on_ab_sessions(rs, current):
     choices = rh.ab_sessions(rs)
@@ -293,6 +300,7 @@ def add_review_tabs(demo: gr.Blocks) -> dict:
     d.item.input(on_adjudication, [state, d.threshold, d.item], [state, *d.view])
     d.submit.click(on_adjudicate, [state, d.threshold, d.item, d.reason, *d.radios], [state, *d.view],
                    concurrency_id="review")
+    d.gold.click(on_mark_gold, [state, d.threshold, d.item, *d.radios], [state, *d.view], concurrency_id="review")
     b.tab.select(on_ab_sessions, [state, b.session], [state, b.session, *b.view])
     b.refresh.click(on_ab_sessions, [state, b.session], [state, b.session, *b.view])
     b.session.input(on_ab_next, [state, b.session], [state, *b.view])

@@ -140,7 +140,6 @@ def test_pace_counts_today_and_the_median(home):
     assert 'aria-valuenow="3"' in html and "width:6%" in html
 
 
-@pytest.mark.skipif("rank_guidelines" not in queue.DEFAULTS, reason="needs the queue.py DEFAULTS entries (see report)")
 def test_separate_guidelines_with_versions_and_a_notice_when_they_change(home):
     s = me("ana")
     v = h.rank_next(s)

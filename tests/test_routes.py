@@ -50,6 +50,7 @@ HANDLERS = {
     "undo": (LABELERS, lambda s, w: handlers.undo(s, "write")),
     "previous": (LABELERS, lambda s, w: handlers.previous(s, "write")),
     "my_items": (LABELERS, lambda s, w: handlers.my_items(s)),
+    "my_agreement": (LABELERS, lambda s, w: handlers.my_agreement(s)),
     "reopen": (LABELERS, lambda s, w: handlers.reopen(s, w.write)),
     "admin_import_prompts": (ADMINS, lambda s, w: admin.admin_import_prompts(s, "/nonexistent.jsonl")),
     "admin_generate": (ADMINS, lambda s, w: admin.admin_generate(s, "sft@latest", "prompts@latest", 4)),
@@ -61,6 +62,7 @@ HANDLERS = {
     "admin_get_settings": (ADMINS, lambda s, w: admin.admin_get_settings(s)),
     "admin_save_settings": (ADMINS, lambda s, w: admin.admin_save_settings(s, rank_overlap=1)),
     "admin_refresh_queue": (ADMINS, lambda s, w: admin.admin_refresh_queue(s)),
+    "admin_quality": (ADMINS, lambda s, w: admin.admin_quality(s)),
     "review_queue": (REVIEWERS, lambda s, w: review_handlers.review_queue(s)),
     "review_approve": (REVIEWERS, lambda s, w: review_handlers.review_approve(s, w.demo_key, "fine")),
     "review_reject": (REVIEWERS, lambda s, w: review_handlers.review_reject(s, w.demo_key, "off topic")),
@@ -68,6 +70,7 @@ HANDLERS = {
     "agreement_dashboard": (REVIEWERS, lambda s, w: review_handlers.agreement_dashboard(s)),
     "adjudication_queue": (REVIEWERS, lambda s, w: review_handlers.adjudication_queue(s)),
     "adjudicate_submit": (REVIEWERS, lambda s, w: review_handlers.adjudicate_submit(s, w.prompt_id, [1, 2], "why")),
+    "mark_gold": (REVIEWERS, lambda s, w: review_handlers.mark_gold(s, w.prompt_id, [1, 2])),
     "ab_sessions": (REVIEWERS, lambda s, w: review_handlers.ab_sessions(s)),
     "ab_next": (REVIEWERS, lambda s, w: review_handlers.ab_next(s, 1)),
     "ab_judge": (REVIEWERS, lambda s, w: review_handlers.ab_judge(s, 1, 1, "left")),
@@ -87,17 +90,17 @@ LISTENERS = {
     "on_rank_previous": LABELERS, "on_my_items": LABELERS, "on_my_open": LABELERS,
     "on_admin_refresh": ADMINS, "on_admin_import": ADMINS, "on_admin_generate": ADMINS, "on_admin_jobs": ADMINS,
     "on_admin_create_user": ADMINS, "on_admin_snapshot": ADMINS, "on_admin_save_settings": ADMINS,
-    "on_admin_sync": ADMINS,
+    "on_admin_sync": ADMINS, "on_admin_quality": ADMINS,
     "review_on_load": REVIEWERS,  # on page load: the review queue for experts, nothing for anyone else
     "review_on_queue": REVIEWERS, "review_on_open": REVIEWERS, "review_on_approve": REVIEWERS,
     "review_on_reject": REVIEWERS, "review_on_edit": REVIEWERS, "review_on_agreement": REVIEWERS,
-    "review_on_adjudication": REVIEWERS, "review_on_adjudicate": REVIEWERS, "review_on_ab_sessions": REVIEWERS,
+    "review_on_adjudication": REVIEWERS, "review_on_adjudicate": REVIEWERS, "review_on_mark_gold": REVIEWERS, "review_on_ab_sessions": REVIEWERS,
     "review_on_ab_next": REVIEWERS, "review_on_ab_left": REVIEWERS, "review_on_ab_tie": REVIEWERS,
     "review_on_ab_right": REVIEWERS, "review_on_ab_report": REVIEWERS, "review_on_ab_close": ADMINS,
 }
 HIDES_INSTEAD = {"review_on_load"}  # a page-load listener: empty updates instead of a refusal
 # inputs a listener checks before the caller (an empty pick): given a value, so that the role check is what answers
-LISTENER_INPUTS = {"review_on_adjudicate": {2: 1}, "review_on_ab_left": {2: 1}, "review_on_ab_tie": {2: 1},
+LISTENER_INPUTS = {"review_on_adjudicate": {2: 1}, "review_on_mark_gold": {2: 1}, "review_on_ab_left": {2: 1}, "review_on_ab_tie": {2: 1},
                    "review_on_ab_right": {2: 1}, "review_on_ab_report": {1: 1}, "review_on_ab_close": {1: 1}}
 
 # (method, path) of the app's own routes -> roles allowed, or PUBLIC; with the request the test sends

@@ -190,3 +190,32 @@ def review_edit(item: Annotated[str, typer.Argument(help="demonstration:ID")], r
                 reason: Annotated[str | None, typer.Option(help="why it was changed")] = None):
     """Store a corrected answer as a new version (the original is kept) plus an (edited > original) pair."""
     _act("edit", reviewer, item, reason, text)
+
+
+@review_app.command("gold")
+def review_gold(item: Annotated[str, typer.Argument(help="a label item: its id or key (rank:PROMPT_ID:MODEL@vN, write:PROMPT_ID)")],
+                reviewer: ReviewerOpt,
+                ranks: Annotated[str | None, typer.Option(help="rank item: the rank of each answer in the item's order, e.g. '1 2 2 3'")] = None,
+                ranking: Annotated[int | None, typer.Option(help="rank item: take the order of this stored ranking of the same answers")] = None,
+                demonstration: Annotated[int | None, typer.Option(help="write item: an approved demonstration of its prompt")] = None):
+    """Mark a label item gold with a reference (idempotent): mixed into queues at the gold_rate setting, unmarked."""
+    from rlhf.data import gold
+    from rlhf.data.formats import ranks_to_order
+    from rlhf.data.store import session_scope
+    from rlhf.data.store.models import Ranking
+
+    if sum(x is not None for x in (ranks, ranking, demonstration)) != 1:
+        raise RlhfError("give exactly one reference: --ranks or --ranking (rank item), or --demonstration (write item)")
+    with session_scope() as s:
+        it = gold.find_item(s, item)
+        order = None
+        if ranks is not None:
+            order = ranks_to_order(ranks.replace(",", " ").split(), k=len(it.response_ids))
+        elif ranking is not None:
+            r = s.get(Ranking, ranking)
+            if r is None or sorted(r.response_ids) != sorted(it.response_ids):
+                raise RlhfError(f"ranking {ranking} does not rank exactly the answers of item {it.key}")
+            order = [sorted(it.response_ids.index(r.response_ids[i]) for i in group) for group in r.order]
+        row, status = gold.mark_gold(s, reviewer, it.id, order=order, demonstration_id=demonstration, login=False)
+        ref = f"order {row.order}" if row.order is not None else f"demonstration {row.demonstration_id}"
+        typer.echo(f"item {it.id} ({it.key}): {status} gold by {reviewer}, reference {ref}")

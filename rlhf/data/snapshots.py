@@ -13,6 +13,7 @@ from typing import Callable
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from rlhf.data.gold import GOLD_RULE, annotator_quality
 from rlhf.data.pairs import ranking_to_pairs
 from rlhf.data.store.models import Demonstration, Prompt, Ranking, Response, User
 from rlhf.errors import RlhfError
@@ -97,7 +98,11 @@ def build_preferences(session: Session, options: SnapshotOptions) -> tuple[list[
     if ids and not rows:
         raise RlhfError(f"{len(ids)} rankings ({filt}) yield no preference pairs: every one is all ties or marked "
                         f"all bad ({len(all_bad)}); a reward model needs at least one ranking with a better and a worse answer")
-    return rows, {"source": "rankings", "row_ids": ids, "all_bad_ranking_ids": all_bad, "filter": filt}
+    # per annotator, for weighting them (rlhf.train.preferences.annotator_reliability(rows, gold=...)): gold accuracy
+    # as (correct, answered) and agreement with consensus (rlhf.data.gold); in the lineage only, so rows and hash stay
+    quality = {name: q.as_lineage() for name, q in annotator_quality(session, options.include_simulated).items()}
+    return rows, {"source": "rankings", "row_ids": ids, "all_bad_ranking_ids": all_bad, "filter": filt,
+                  "annotator_quality": quality, "gold_rule": GOLD_RULE}
 
 
 BUILDERS: dict[str, Builder] = {"prompts": build_prompts, "sft": build_sft, "preferences": build_preferences}

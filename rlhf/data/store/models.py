@@ -167,3 +167,4 @@ class ModelVersion(Base):
 from rlhf.data.store import review_models  # noqa: E402,F401
 from rlhf.data.store import app_models  # noqa: E402,F401
 from rlhf.data.store import job_models  # noqa: E402,F401
+from rlhf.data.store import loop_models  # noqa: E402,F401
