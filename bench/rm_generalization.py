@@ -112,7 +112,7 @@ def main(argv: list[str] | None = None) -> dict:
             ci = p.get("win_rate_ci") or [float("nan")] * 2
             print(f"  {p['guide']:<12} {b['reward']:+.3f} -> {a['reward']:+.3f} {b['rubric']:.2f} -> {a['rubric']:.2f} "
                   f"{p['win_rate']:>8.3f} [{ci[0]:.2f}, {ci[1]:.2f}] {a['kl']:>6.2f} "
-                  f"{b.get('eos_rate', float('nan')):.2f} -> {a.get('eos_rate', float('nan')):.2f} "
+                  f"{b.get('eos', float('nan')):.2f} -> {a.get('eos', float('nan')):.2f} "
                   f"{b['length']:.1f} -> {a['length']:.1f}")
     result = {"bench": "rm_generalization", "rows": rows, "ppo": ppo_rows, "seconds": round(time.time() - t0, 1)}
     print("RESULT " + json.dumps(result), flush=True)

@@ -11,7 +11,7 @@ from conftest import run_cli, write_jsonl
 from rlhf.data import registry
 from rlhf.data.export import content_digest, export_version
 from rlhf.data.ingest import import_demonstrations, import_prompts, import_rankings
-from rlhf.data.interop import import_foreign
+from rlhf.data.ingest import import_foreign
 from rlhf.data.store import session_scope
 from rlhf.errors import RlhfError
 

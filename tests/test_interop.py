@@ -14,7 +14,7 @@ from sqlalchemy import func, select
 
 from conftest import run_cli, write_jsonl
 from rlhf.data import registry
-from rlhf.data.interop import import_foreign
+from rlhf.data.ingest import import_foreign
 from rlhf.data.store import session_scope
 from rlhf.data.store.models import Demonstration, Prompt, Ranking, Response, User
 from rlhf.errors import InputError

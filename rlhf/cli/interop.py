@@ -31,7 +31,7 @@ def export(ref: Annotated[str, typer.Argument(help="dataset version NAME@vN (or 
 
 
 def _import_foreign(source: str, path: Path, approved_by: str | None, **options) -> None:
-    from rlhf.data.interop import import_foreign
+    from rlhf.data.ingest import import_foreign
     from rlhf.data.store import session_scope
 
     with session_scope() as s:

@@ -3,12 +3,12 @@
 - `store/`      SQLAlchemy models, engine and sessions, Alembic migrations (`session_scope`)
 - `formats`     the JSONL interchange formats and their field checks (FILE:LINE: FIELD errors)
 - `records`     the one writer per row kind: prompts, demonstrations, responses, rankings, users
-- `ingest`      importing JSONL files (all or nothing) through `records`
+- `ingest`      every import (all or nothing) through `records`: our JSONL, and other tools' exports (`import_foreign`)
 - `accounts`    users, argon2 passwords, roles and the one role check (`require`)
 - `pairs`       rankings -> preference pairs, prompt-disjoint splits
 - `snapshots`   the dataset builders (prompts, sft, preferences)
 - `registry`    dataset versions (content-hashed snapshots) and model versions; model references
 - `jobs`        background jobs (candidate generation from the app) with their status in the store
 - `export`      registry versions as JSONL / Parquet / `datasets` folders in trl's shapes, with a dataset card
-- `interop`, `annotation_tools`  imports of trl-shaped datasets (public preference sets), Label Studio and Argilla exports
+- `interop`, `annotation_tools`  readers and checks of trl-shaped datasets (public preference sets), Label Studio and Argilla exports
 """

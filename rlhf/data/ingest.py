@@ -1,4 +1,6 @@
-"""Importing JSONL files into the store: validate the whole file, then write it in one transaction.
+"""Importing files into the store: validate the whole file, then write it in one transaction. Our JSONL
+(`import_prompts`, ...), and other tools' exports (`import_foreign`: trl shapes, Label Studio, Argilla;
+read and checked by `rlhf.data.interop` / `rlhf.data.annotation_tools`).
 
 One bad line rejects the file and nothing is written. The file is streamed twice, line by line:
 a first pass validates every line (nothing is held, nothing written), a second writes them in
@@ -18,9 +20,10 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from rlhf.data import annotation_tools, interop
 from rlhf.data.formats import check_file, check_name, validate_file
-from rlhf.data.records import (Approval, add_demonstrations, add_prompts, add_rankings, add_responses, demonstration_row,
-                               ranking_row)
+from rlhf.data.records import (Approval, add_demonstration, add_demonstrations, add_prompt, add_prompts, add_ranking,
+                               add_rankings, add_response, add_responses, demonstration_row, ranking_row)
 from rlhf.data.store.models import Prompt
 from rlhf.errors import InputError
 
@@ -119,3 +122,42 @@ def import_rankings(session: Session, path: str | Path, approved_by: str | None 
 
 
 IMPORTERS = {"prompts": import_prompts, "demonstrations": import_demonstrations, "rankings": import_rankings}
+
+
+# --------------------------------------------------------------------------- other tools' exports
+
+
+def write_items(session: Session, items: list[interop.Item], report: interop.InteropReport, approved_by: str | None = None) -> interop.InteropReport:
+    """Store checked items through `rlhf.data.records` in the caller's transaction (it commits or rolls back all)."""
+    approval = Approval(approved_by, f"imported from {report.file}") if approved_by else None
+    prompts_seen: set[int] = set()  # a prompt with several records counts once
+    for it in items:
+        file, _, line = it.where.rpartition(":")
+        written = add_prompt(session, it.prompt.id, it.prompt.messages, it.prompt.tags, where=file, line=int(line))
+        prompt = written.row
+        if prompt.id not in prompts_seen:
+            prompts_seen.add(prompt.id)
+            report.count("prompts", written.created)
+        if it.answer is not None:
+            demo = add_demonstration(session, prompt, it.answer, annotator=it.annotator, approved=approval, where=it.where)
+            report.count("demonstrations", demo.created)
+        elif it.responses:
+            ids = [add_response(session, prompt, t, origin="model", model_version=interop.MODEL_VERSION).id for t in it.responses]
+            ranking = add_ranking(session, prompt, ids, it.order, annotator=it.annotator, origin=it.origin, reason=it.reason,
+                                  approved=approval, where=it.where)
+            report.count("rankings", ranking.created)
+    return report
+
+
+def import_foreign(session: Session, source: str, path: str | Path, approved_by: str | None = None, **options) -> interop.InteropReport:
+    """Read `path` as `source` (dataset | label-studio | argilla), check it whole, then write it (all or nothing)."""
+    readers = {"dataset": interop.read_trl, "label-studio": annotation_tools.read_label_studio,
+               "argilla": annotation_tools.read_argilla}
+    if source not in readers:
+        raise InputError(str(path), None, None, f"unknown source {source!r}: expected one of {', '.join(readers)}")
+    report = interop.InteropReport(source, str(path))
+    items = readers[source](Path(path), report=report, **options)
+    if not items:
+        raise InputError(str(path), None, None, f"no {source} records to import"
+                         + "".join(f"; {n} {why} left out" for why, n in report.skipped.items()))
+    return write_items(session, items, report, approved_by)

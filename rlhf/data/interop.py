@@ -3,8 +3,8 @@ chosen/rejected preference sets), Label Studio and Argilla exports (`rlhf.data.a
 
 Each importer reads the whole file and turns it into checked items (a prompt, a demonstration, a ranking)
 before anything is written; one bad record is an `InputError` naming FILE:LINE: FIELD and nothing is
-stored. The items are then written by `rlhf.data.records` (the one writer per row kind) in the caller's
-transaction, so exact duplicates are skipped and counted as in every import. A JSON array's LINE is the
+stored. `rlhf.data.ingest.import_foreign` then writes the items through `rlhf.data.records` (the one writer
+per row kind) in the caller's transaction, so exact duplicates are skipped and counted as in every import. A JSON array's LINE is the
 line its record starts on; a Parquet or Arrow file's is the row number (from 1).
 
 trl shapes read by `rlhf import dataset` (JSONL, JSON, Parquet, or a `save_to_disk` folder):
@@ -28,11 +28,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
-from sqlalchemy.orm import Session
-
 from rlhf.data.formats import Checker, check_order, check_prompt, read_jsonl
 from rlhf.data.pairs import ranking_to_pairs
-from rlhf.data.records import HELDOUT_TAG, Approval, add_demonstration, add_prompt, add_ranking, add_response, prompt_hash
+from rlhf.data.records import HELDOUT_TAG, prompt_hash
 from rlhf.errors import InputError
 
 ORIGINS = ("human", "simulated")
@@ -299,43 +297,3 @@ def _ranking_from_pairs(group: list[tuple[Checker, Item]]) -> Item:
         c = group[-1][0]
         c.fail("ranking_id", f"the rows of ranking {c.obj['ranking_id']} are not the pairs of one best-first order")
     return Item(first.where, first.prompt, first.annotator, responses=texts, order=order, origin=first.origin)
-
-
-# --------------------------------------------------------------------------- writing
-
-
-def write_items(session: Session, items: list[Item], report: InteropReport, approved_by: str | None = None) -> InteropReport:
-    """Store checked items through `rlhf.data.records` in the caller's transaction (it commits or rolls back all)."""
-    approval = Approval(approved_by, f"imported from {report.file}") if approved_by else None
-    prompts_seen: set[int] = set()  # a prompt with several records counts once
-    for it in items:
-        file, _, line = it.where.rpartition(":")
-        written = add_prompt(session, it.prompt.id, it.prompt.messages, it.prompt.tags, where=file, line=int(line))
-        prompt = written.row
-        if prompt.id not in prompts_seen:
-            prompts_seen.add(prompt.id)
-            report.count("prompts", written.created)
-        if it.answer is not None:
-            demo = add_demonstration(session, prompt, it.answer, annotator=it.annotator, approved=approval, where=it.where)
-            report.count("demonstrations", demo.created)
-        elif it.responses:
-            ids = [add_response(session, prompt, t, origin="model", model_version=MODEL_VERSION).id for t in it.responses]
-            ranking = add_ranking(session, prompt, ids, it.order, annotator=it.annotator, origin=it.origin, reason=it.reason,
-                                  approved=approval, where=it.where)
-            report.count("rankings", ranking.created)
-    return report
-
-
-def import_foreign(session: Session, source: str, path: str | Path, approved_by: str | None = None, **options) -> InteropReport:
-    """Read `path` as `source` (dataset | label-studio | argilla), check it whole, then write it (all or nothing)."""
-    from rlhf.data import annotation_tools
-
-    readers = {"dataset": read_trl, "label-studio": annotation_tools.read_label_studio, "argilla": annotation_tools.read_argilla}
-    if source not in readers:
-        raise InputError(str(path), None, None, f"unknown source {source!r}: expected one of {', '.join(readers)}")
-    report = InteropReport(source, str(path))
-    items = readers[source](Path(path), report=report, **options)
-    if not items:
-        raise InputError(str(path), None, None, f"no {source} records to import"
-                         + "".join(f"; {n} {why} left out" for why, n in report.skipped.items()))
-    return write_items(session, items, report, approved_by)
