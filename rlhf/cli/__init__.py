@@ -19,7 +19,7 @@ def _register() -> None:
     from rlhf.cli import data  # noqa: F401  import, registry, models
     from rlhf.cli import interop  # noqa: F401  export, import dataset|label-studio|argilla, models show|export
 
-    for optional in ("rm", "users", "review"):  # command groups added by later parts of the project
+    for optional in ("rm", "users", "review", "loop"):  # command groups added by later parts of the project
         try:
             __import__(f"rlhf.cli.{optional}")
         except ModuleNotFoundError as e:

@@ -32,7 +32,11 @@ from rlhf.data.store.job_models import Job
 from rlhf.data.store.models import utcnow
 from rlhf.errors import NotFoundError, RlhfError
 
-KINDS = {"generate": ("--model", "--prompts", "--k")}  # kind (an `rlhf` sub-command) -> the options a job may pass
+KINDS = {  # kind -> the options a job may pass
+    "generate": ("--model", "--prompts", "--k"),
+    "prioritize": ("--model", "--limit"),  # the uncertainty queue's priorities (rlhf.train.uncertainty)
+}
+COMMANDS = {"prioritize": ("queue", "prioritize")}  # the `rlhf` sub-command of a kind, where it is not the kind itself
 UNFINISHED = ("queued", "running")
 WAIT_FOR_ROW_S = 60.0  # the wrapper starts before `start`'s transaction commits; a row never committed means no job
 
@@ -165,8 +169,9 @@ def run(job_id: int) -> int:
         time.sleep(0.2)
     if not claimed:  # refresh already marked it failed
         return 1
-    print(f"$ rlhf {kind} {' '.join(argv)}", flush=True)
-    code = subprocess.call([sys.executable, "-m", "rlhf.cli", kind, *argv], cwd=paths.REPO_ROOT,
+    command = list(COMMANDS.get(kind, (kind,)))
+    print(f"$ rlhf {' '.join(command + argv)}", flush=True)
+    code = subprocess.call([sys.executable, "-m", "rlhf.cli", *command, *argv], cwd=paths.REPO_ROOT,
                            stdin=subprocess.DEVNULL)  # stdout and stderr: inherited, the job's log
     with session_scope() as db:
         job = db.get(Job, job_id)
