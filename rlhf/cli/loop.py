@@ -27,3 +27,25 @@ def prioritize(model: Annotated[str, typer.Option(help="reward model NAME@vN (rm
                f"in {report.seconds:.0f} s; most uncertain: "
                + (", ".join(f"item {i} ({p:+.3f})" for i, p in report.top) or "none"))
     typer.echo("RESULT " + json.dumps({"prioritize": report.summary()}))
+
+
+round_app = typer.Typer(help="Rounds of the closed loop (`just loop`): measurements between them.", no_args_is_help=True)
+app.add_typer(round_app, name="round")
+
+
+@round_app.command("kl")
+def round_kl(policy: Annotated[str, typer.Option(help="the policy NAME@vN (e.g. the last round's ppo@vN)")],
+             reference: Annotated[str, typer.Option(help="the reference policy NAME@vN (e.g. the first SFT model)")],
+             prompts: Annotated[str, typer.Option(help="prompts snapshot NAME@vN")] = "prompts@latest",
+             split: Annotated[str, typer.Option(help="heldout | train | all")] = "heldout",
+             limit: Annotated[int, typer.Option(help="first N prompts of the split (0 = all)")] = 40,
+             max_new_tokens: Annotated[int, typer.Option(help="longest sampled answer in tokens")] = 48,
+             temperature: Annotated[float, typer.Option(help="sampling temperature (the PPO stage's)")] = 0.7,
+             seed: Annotated[int, typer.Option(help="sampling seed")] = 0):
+    """KL(policy || reference) in nats per answer, on answers sampled from the policy (as the PPO evaluation)."""
+    from rlhf.train.drift import kl_to_reference
+
+    out = kl_to_reference(policy, reference, prompts, split, limit, max_new_tokens, temperature, seed)
+    typer.echo(f"KL({out['policy']} || {out['reference']}) = {out['kl']:.3f} nats/answer on {out['prompts']} "
+               f"{split} prompts of {out['prompts_ref']} ({out['seconds']:.0f} s)")
+    typer.echo("RESULT " + json.dumps({"kl": out}))
