@@ -77,6 +77,13 @@ def test_settings_are_checked(home):
     with session_scope() as db:
         got = queue.get_settings(db)
     assert (got["queue_policy"], got["exploration"], got["gold_rate"], got["show_feedback"]) == ("uncertainty", 0.25, 0.0, False)
+    # the admin page's form sends every field at once (admin.FORM_DEFAULTS order), numbers as gradio gives them
+    admin.admin_save_settings(me("root"), **dict(admin.FORM_DEFAULTS, queue_policy="random", gold_rate=0.25,
+                                                 quality_threshold=0.7, show_feedback=True))
+    got = admin.admin_get_settings(me("root"))
+    assert (got["queue_policy"], got["gold_rate"], got["quality_threshold"], got["show_feedback"]) == ("random", 0.25, 0.7, True)
+    with pytest.raises(RlhfError, match="exploration: expected a number, got None"):
+        admin.admin_save_settings(me("root"), **dict(admin.FORM_DEFAULTS, exploration=None))
 
 
 def test_uncertainty_serves_the_most_uncertain_item_first_and_unscored_ones_last(home):
@@ -172,6 +179,26 @@ def test_gold_items_come_at_the_gold_rate_and_never_count_toward_overlap(home):
     with session_scope() as db:
         db.get(LabelItem, first).done_count = 5  # far over N = 1: a gold item is served anyway
     assert claim("cy") == first
+
+
+def test_a_write_item_is_gold_with_an_approved_demonstration(home):
+    from rlhf.review import actions as review
+
+    s = me("ana")
+    h.write_next(s)
+    demo = h.write_submit(s, "Paris.").id
+    with session_scope() as db:
+        item = db.scalar(select(Assignment.item_id).where(Assignment.result_id == demo, Assignment.kind == "write"))
+        with pytest.raises(RlhfError, match="is pending"):
+            gold.mark_gold(db, "eve", item, demonstration_id=demo)
+    with session_scope() as db:
+        review.approve(db, "eve", "demonstration", demo)
+        assert gold.mark_gold(db, "eve", item, demonstration_id=demo)[1] == "marked"
+    set_settings(gold_rate=1.0, write_overlap=1)  # the item has its one writer, yet as gold it comes to bob first
+    assert h.write_next(me("bob")).assignment_id is not None
+    with session_scope() as db:
+        bob = db.scalar(select(User).where(User.name == "bob"))
+        assert db.scalar(select(Assignment.item_id).where(Assignment.user_id == bob.id)) == item
 
 
 def test_gold_accuracy_and_agreement_show_on_the_admin_page_and_in_snapshots(home):
