@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import select
 
-from labeling_app import render
+from labeling_app import queue, render
 from rlhf.data.accounts import ADMINS, REVIEWERS, require
 from rlhf.data.formats import ranks_to_order
 from rlhf.data.store import session_scope
@@ -274,8 +274,8 @@ def mark_gold(s: ReviewSession, prompt_id: int, ranks: list, threshold: float = 
     with session_scope() as db:
         user = require(db, s.username, REVIEWERS, "mark gold")
         current = next((it for it in agreement.report(db, float(threshold)).items if it.prompt_id == int(prompt_id)), None)
-        ids = sorted(current.consensus) if current is not None else []
-        item = gold.rank_item_holding(db, int(prompt_id), ids)
+        queue.sync_items(db)  # rankings imported from files: their candidate set may not be a queue item yet
+        item = gold.rank_item_holding(db, int(prompt_id), ids := sorted(current.consensus) if current else [])
         order = ranks_to_order(list(ranks), k=len(ids))  # indices into `ids` (the slots) -> into the item's own order
         _, status = gold.mark_gold(db, user, item.id, order=[sorted(item.response_ids.index(ids[i]) for i in g) for g in order])
         msg = (f"{item.key} is already gold with this reference." if status == "unchanged" else

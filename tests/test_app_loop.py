@@ -259,6 +259,21 @@ def test_experts_mark_gold_from_the_adjudication_page_and_the_cli(home):
     assert out.returncode == 0 and "changed gold" in out.stdout and "[[1], [0]]" in out.stdout
 
 
+def test_mark_gold_on_rankings_imported_before_the_queue_had_their_item(home):
+    from rlhf.data.records import Approval, add_ranking
+
+    ids = candidates("p3", k=2)
+    with session_scope() as db:
+        p3 = db.scalar(select(Prompt).where(Prompt.external_id == "p3"))
+        for who, order in (("ana", [[0], [1]]), ("bob", [[1], [0]])):
+            add_ranking(db, p3, ids, order, annotator=who, key=f"import:{who}", approved=Approval("seed"))
+        assert not db.scalar(select(func.count()).select_from(LabelItem))  # nobody opened the app yet
+    assert "as gold" in review_handlers.mark_gold(me("eve"), p3.id, [1, 2]).message
+    with session_scope() as db:
+        (g,) = db.scalars(select(GoldItem)).all()
+        assert g.order == [[0], [1]] and db.get(LabelItem, g.item_id).response_ids == ids
+
+
 # --------------------------------------------------------------------------- part 2: feedback after the submit
 
 

@@ -131,6 +131,11 @@ def test_expert_approves_edits_and_judges_blind(app_server, browser, monkeypatch
     for key in "123":
         page.keyboard.press(key)
     expect(page.locator("#adj-order-preview")).to_have_text("Your order: A > B > C")
+    # Mark as gold (issue 16) needs a queue item of exactly these answers; the A/B session added a fourth sft@v1 answer
+    # to this prompt, so there is none: one line next to the buttons, the ranks kept, nothing stored
+    page.click("#adjudicate-gold")
+    expect(page.locator("#adjudicate-message")).to_contain_text("prompt 1: no rank item in the queue holds exactly these answers")
+    expect(page.locator("#adj-order-preview")).to_have_text("Your order: A > B > C")
     page.focus("#adjudicate-reason input, #adjudicate-reason textarea")
     page.keyboard.type("9 minutes is right; an hour ruins it")
     page.keyboard.press("Enter")
@@ -147,6 +152,7 @@ def test_expert_approves_edits_and_judges_blind(app_server, browser, monkeypatch
     monkeypatch.delenv("RLHF_DATABASE_URL", raising=False)
     from rlhf.data.store import session_scope
     from rlhf.data.store.models import Demonstration, Ranking, Response, Review
+    from rlhf.data.store.loop_models import GoldItem
     from rlhf.data.store.review_models import ABItem, ABJudgement
 
     with session_scope() as db:
@@ -167,6 +173,7 @@ def test_expert_approves_edits_and_judges_blind(app_server, browser, monkeypatch
             ("demonstration", 1, "approve", "eve"), ("demonstration", 2, "edit", "eve"),
             ("demonstration", 3, "approve", "eve"), ("ranking", pref.id, "edit", "eve")]
         assert reviews[1].reason == "the original gives no reason" and all(r.created_at for r in reviews)
+        assert not db.scalars(select(GoldItem)).all()
         (j,) = db.scalars(select(ABJudgement)).all()
         item = db.get(ABItem, j.item_id)
         shown_left = db.get(Response, item.response_a_id if item.a_on_left else item.response_b_id).text
