@@ -1,4 +1,4 @@
-"""Hand-computed tests for rlhf/ppo/core.py.
+"""Hand-computed tests for the pure PPO math: rlhf/train/ppo/core.py, advantages.py and tokens.py.
 
 Every expected number is written out with the arithmetic in a comment. Tensors are
 float64 so that the hand-computed decimals can be compared tightly. Padded positions
@@ -11,23 +11,21 @@ import pathlib
 import pytest
 import torch
 
-from rlhf.train.ppo import core
+from rlhf.train.ppo import advantages, controllers, core, tokens
+from rlhf.train.ppo.advantages import apply_missing_eos_penalty, gae, shape_rewards
 from rlhf.train.ppo.core import (
-    apply_missing_eos_penalty,
     clipped_policy_loss,
     clipped_value_loss,
     entropy_from_logits,
     explained_variance,
-    first_true_indices,
-    gae,
     kl_per_token,
     masked_mean,
     masked_var,
     masked_whiten,
-    shape_rewards,
     token_logprobs,
-    truncate_after_eos,
+    token_mean,
 )
+from rlhf.train.ppo.tokens import first_true_indices, truncate_after_eos
 
 D = torch.float64
 
@@ -51,15 +49,24 @@ M = t([[1.0, 1.0, 0.0], [1.0, 0.0, 0.0]])
 # ---------------------------------------------------------------------------
 
 
-def test_core_imports_only_torch_and_stdlib():
-    src = pathlib.Path(core.__file__).read_text()
-    roots = set()
+PURE = (core, advantages, tokens, controllers)  # the pure-math modules: no models, tokenizers or files
+
+
+@pytest.mark.parametrize("module", PURE, ids=lambda m: m.__name__.rsplit(".", 1)[1])
+def test_pure_math_imports_only_torch_stdlib_and_each_other(module):
+    src = pathlib.Path(module.__file__).read_text()
+    assert len(src.splitlines()) <= 400  # the project's file-size rule
+    roots, siblings = set(), set()
     for node in ast.walk(ast.parse(src)):
         if isinstance(node, ast.Import):
             roots |= {a.name.split(".")[0] for a in node.names}
         elif isinstance(node, ast.ImportFrom):
-            roots.add((node.module or "").split(".")[0])
+            if (node.module or "").startswith("rlhf."):
+                siblings.add(node.module)
+            else:
+                roots.add((node.module or "").split(".")[0])
     assert roots <= {"torch", "typing", "dataclasses", "math", "__future__"}, roots
+    assert siblings <= {m.__name__ for m in PURE}, siblings
 
 
 # ---------------------------------------------------------------------------
@@ -380,3 +387,26 @@ def test_truncate_then_shape_rewards_end_to_end():
     z = torch.zeros(2, 3, dtype=D)
     rewards, _, _ = shape_rewards(scores, z, z, mask, kl_coef=0.05)
     close(rewards, [[0.0, 3.0, 0.0], [0.0, 0.0, -0.5]])
+
+
+def test_losses_over_a_given_token_count_add_up_to_the_whole_minibatch():
+    # rows 0 and 1 of a minibatch on two "processes" (or micro-batches): 2 + 1 = 3 real tokens in all
+    lp = t([[-1.0, -2.0, 7.0], [-0.5, 9.0, 9.0]]).requires_grad_()
+    old = t([[-1.1, -1.8, 0.0], [-0.5, 0.0, 0.0]])
+    adv = t([[1.0, -1.0, 5.0], [2.0, 5.0, 5.0]])
+    whole, *_ = clipped_policy_loss(lp, old, adv, M, 0.2)
+    (g_whole,) = torch.autograd.grad(whole, lp)
+    parts = [clipped_policy_loss(lp[i:i + 1], old[i:i + 1], adv[i:i + 1], M[i:i + 1], 0.2, num_tokens=t(3.0))
+             for i in range(2)]
+    close(parts[0][0] + parts[1][0], whole.detach(), atol=1e-12)
+    (g_parts,) = torch.autograd.grad(parts[0][0] + parts[1][0], lp)
+    close(g_parts, g_whole, atol=1e-12)
+    # each piece's own mean instead (what DDP averaged before): row 1's single token weighs as much as row 0's two
+    own = [clipped_policy_loss(lp[i:i + 1], old[i:i + 1], adv[i:i + 1], M[i:i + 1], 0.2)[0] for i in range(2)]
+    assert abs(((own[0] + own[1]) / 2 - whole).item()) > 1e-3
+    v, ret = t([[0.5, 0.1, 3.0], [0.2, 8.0, 8.0]]), t([[1.0, 0.0, 0.0], [0.0, 0.0, 0.0]])
+    vf_whole, _ = clipped_value_loss(v, v * 0, ret, M, 0.2)
+    vf_parts = sum(clipped_value_loss(v[i:i + 1], v[i:i + 1] * 0, ret[i:i + 1], M[i:i + 1], 0.2, num_tokens=3.0)[0]
+                   for i in range(2))
+    close(vf_parts, vf_whole, atol=1e-12)
+    assert token_mean(X, M).item() == masked_mean(X, M).item()

@@ -17,13 +17,14 @@ adapter can learn by turning the last hidden state towards that direction.
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import pytest
 import torch
 
 from rlhf.errors import RlhfError
 from rlhf.train import trunk
-from rlhf.train.ppo import checkpoint, models, rollout
+from rlhf.train.ppo import checkpoint, core, models, ranks, rollout, tokens
 from rlhf.train.ppo.config import PPOStageConfig
 from rlhf.train.ppo.trainer import PPOTrainer, TrainingStopped
 
@@ -273,3 +274,69 @@ def test_bad_settings_are_clear_errors(toy, tmp_path):
 def test_config_fields_have_help():
     for f in dataclasses.fields(PPOStageConfig):
         assert f.metadata.get("help"), f.name
+
+
+def responses(tok, raw) -> list[list[int]]:
+    ids, mask, _ = tokens.truncate_after_eos(raw, tok.eos_token_id, tok.pad_token_id)
+    return [row[m].tolist() for row, m in zip(ids, mask)]
+
+
+def test_seeded_sampling_ignores_the_rest_of_the_batch(toy):
+    """An episode's response depends on its prompt and seed only: not on its batch, its row or the prompts' padding
+    (what lets any process sample any episode); other seeds give other responses; a near-zero temperature is greedy."""
+    path, tok, _ = toy
+    cfg = config()
+    torch.manual_seed(0)
+    model = models.build(cfg, str(path))
+    prompts = [PROMPTS[0], PROMPTS[13], PROMPTS[2], [{"role": "user", "content": "Hi"}]]  # prompts of unequal length
+    seeds = ranks.episode_seeds(0, 5, 0, 4)
+
+    def draw(rows, seeds, temperature=1.0):
+        ids, mask = rollout.left_pad(rollout.encode_prompts(tok, [prompts[i] for i in rows], 64), tok.pad_token_id)
+        raw, _ = rollout.sample(model, ids, mask, 8, temperature, 1.0, tok.eos_token_id, tok.pad_token_id, seeds=seeds)
+        return responses(tok, raw)
+
+    together = draw([0, 1, 2, 3], seeds)
+    assert draw([3, 1], [seeds[3], seeds[1]]) == [together[3], together[1]]
+    assert draw([2], [seeds[2]]) == [together[2]]
+    assert draw([0, 1, 2, 3], ranks.episode_seeds(1, 5, 0, 4)) != together
+    ids, mask = rollout.left_pad(rollout.encode_prompts(tok, prompts, 64), tok.pad_token_id)
+    greedy, _ = rollout.sample(model, ids, mask, 8, 1.0, 1.0, tok.eos_token_id, tok.pad_token_id, greedy=True)
+    assert draw([0, 1, 2, 3], seeds, temperature=1e-4) == responses(tok, greedy)
+
+
+def eos_a_quarter_of_the_time(tr: PPOTrainer) -> None:
+    """Make the toy end a response with probability 1/4 at every step (at temperature 1): responses of many lengths."""
+    eos = tr.tokenizer.eos_token_id
+
+    def hook(module, args, out):
+        others = out.clone()
+        others[..., eos] = float("-inf")
+        out = out.clone()
+        out[..., eos] = torch.logsumexp(others, dim=-1) - math.log(3)
+        return out
+
+    tr.unwrapped.policy.get_base_model().get_output_embeddings().register_forward_hook(hook)
+
+
+def test_micro_batches_do_not_change_the_update(toy, tmp_path):
+    """Losses are token means over the whole minibatch (the rule that makes N processes equal one): cutting each
+    minibatch into 2 micro-batches gives the same numbers up to rounding, with responses of unequal lengths.
+    (Averaging the micro-batches' own means, as before, gives a short response's tokens more weight.)"""
+    runs = []
+    for accum in (1, 2):
+        tr = trainer(toy, tmp_path / f"accum{accum}", grad_accum=accum, temperature=1.0, max_new_tokens=12)
+        eos_a_quarter_of_the_time(tr)
+        runs.append(tr.train(stop_after=1)[0])
+    one, two = runs
+    assert one["val/eos_fraction"] > 0.5 and one["val/mean_response_length"] < 8  # most ended early, at various lengths
+    for k in ("objective/reward", "loss/policy", "loss/value", "policy/clipfrac", "policy/approx_kl", "policy/grad_norm"):
+        assert abs(one[k] - two[k]) <= 1e-5, (k, one[k], two[k])
+
+
+def test_doctests_of_the_many_process_rules():
+    import doctest
+
+    for module in (ranks, core):
+        result = doctest.testmod(module)
+        assert result.attempted and not result.failed, module.__name__

@@ -1,4 +1,4 @@
-"""Hand-computed tests for the stateful helpers of rlhf/train/ppo/core.py: the KL controllers and
+"""Hand-computed tests for the stateful helpers of rlhf/train/ppo/controllers.py: the KL controllers and
 RunningMoments (with its checkpoint round trip). Every expected number is written out with the
 arithmetic in a comment; tensors are float64 so the hand-computed decimals compare tightly."""
 
@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from rlhf.train.ppo.core import AdaptiveKLController, FixedKLController, RunningMoments
+from rlhf.train.ppo.controllers import AdaptiveKLController, FixedKLController, RunningMoments
 
 D = torch.float64
 

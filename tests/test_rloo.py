@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from rlhf.train.ppo.core import rloo_advantages, sequence_rewards
+from rlhf.train.ppo.advantages import rloo_advantages, sequence_rewards
 
 
 def test_rloo_baseline_is_the_mean_of_the_other_samples():

@@ -16,7 +16,7 @@ import contextlib
 
 import torch
 
-from rlhf.train.ppo import core, rollout
+from rlhf.train.ppo import rollout, tokens
 from rlhf.train.ppo.models import PolicyValue
 
 
@@ -45,7 +45,7 @@ def answer(model: PolicyValue, tokenizer, messages: list[list[dict]], cfg, use_a
             # the float32 policy itself (not the bf16 sampling copy): the model that gets registered
             raw, trunk = rollout.sample(model, ids, mask, cfg.max_new_tokens, cfg.temperature, cfg.top_p,
                                         tokenizer.eos_token_id, tokenizer.pad_token_id, greedy=greedy, fast=False)
-            resp, resp_mask, has_eos = core.truncate_after_eos(raw, tokenizer.eos_token_id, tokenizer.pad_token_id)
+            resp, resp_mask, has_eos = tokens.truncate_after_eos(raw, tokenizer.eos_token_id, tokenizer.pad_token_id)
             texts += [t.strip() for t in tokenizer.batch_decode(resp, skip_special_tokens=True)]
             lengths += resp_mask.sum(1).tolist()
             ended += has_eos.tolist()

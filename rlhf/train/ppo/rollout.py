@@ -6,7 +6,9 @@ RLHF with PPO", https://arxiv.org/abs/2403.17031):
 
 * Prompts are left-padded so every response starts at the same column; sampling uses the KV cache
   and stops when every row has produced EOS; tokens after the first EOS become padding
-  (`core.truncate_after_eos`, Huang et al. "truncate after EOS").
+  (`tokens.truncate_after_eos`, Huang et al. "truncate after EOS").
+* Each training episode is sampled from its own generator (`SeededSampling`, seeds from `ranks.episode_seeds`),
+  so its response does not depend on the other rows of its batch nor on the process that samples it.
 * Sampling is plain temperature sampling over the whole vocabulary (top_k = 0:
   `rlhf.train.sampling.sampling_kwargs`) so that the log-probs we compute, log softmax(logits /
   temperature), are those of the distribution actually sampled (Huang et al. "temperature before
@@ -15,8 +17,8 @@ RLHF with PPO", https://arxiv.org/abs/2403.17031):
   LoRA adapter disabled; only the response positions reach the LM head and log-probs are read off
   with `core.token_logprobs` (fused cross-entropy: no separate (B, T, V) log_softmax).
 * The RM score is given at the last real token, a response that never ended gets
-  `missing_eos_penalty`, every token pays `kl_coef * KL_t` (`core.shape_rewards`), advantages are GAE
-  and whitened over the real tokens of the batch (`core.gae`, `core.masked_whiten`).
+  `missing_eos_penalty`, every token pays `kl_coef * KL_t` (`advantages.shape_rewards`), advantages are GAE
+  and whitened over the real tokens of the batch (`advantages.gae`, `core.masked_whiten`).
 
 Shapes: B episodes, P prompt tokens (left-padded), T response tokens (right-padded), H hidden size.
 """
@@ -28,7 +30,9 @@ from typing import Callable
 
 import torch
 
-from rlhf.train.ppo import core
+from rlhf.train.ppo import advantages as adv
+from rlhf.train.ppo import core, tokens
+from rlhf.train.ppo.controllers import RunningMoments
 from rlhf.train.ppo.models import PolicyValue
 from rlhf.train.trunk import trunk_forward
 from rlhf.train.sampling import sampling_kwargs
@@ -95,10 +99,36 @@ def left_pad(seqs: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Te
 # --- sampling ---------------------------------------------------------------------------------
 
 
+class SeededSampling:
+    """A LogitsProcessor that samples every row from its own generator (`seeds[i]` for row i) and leaves only the
+    token drawn: `generate` then runs greedy over it. Each row's draws depend on its seed and its own logits only,
+    not on the other rows of the batch (transformers' sampling draws all rows from the global RNG). The
+    distribution is softmax(logits / temperature), cut to its top-p nucleus (transformers' TopPLogitsWarper) when
+    top_p < 1: the one `generate` would sample."""
+
+    def __init__(self, seeds: list[int], temperature: float, top_p: float = 1.0):
+        self.seeds, self.temperature, self.top_p = list(seeds), temperature, top_p
+        self.generators: list[torch.Generator] | None = None
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:  # scores: (B, V) logits
+        if self.generators is None:
+            self.generators = [torch.Generator(device=scores.device).manual_seed(s) for s in self.seeds]
+        scores = scores.float() / self.temperature
+        if self.top_p < 1.0:
+            from transformers import TopPLogitsWarper
+
+            scores = TopPLogitsWarper(self.top_p)(input_ids, scores)
+        probs = torch.softmax(scores, dim=-1)
+        drawn = torch.cat([torch.multinomial(probs[i], 1, generator=g) for i, g in enumerate(self.generators)])
+        return torch.full_like(scores, float("-inf")).scatter_(1, drawn[:, None], 0.0)
+
+
 def sample(model: PolicyValue, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, max_new_tokens: int, temperature: float,
-           top_p: float, eos_id: int, pad_id: int, greedy: bool = False, fast: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+           top_p: float, eos_id: int, pad_id: int, greedy: bool = False, fast: bool = True,
+           seeds: list[int] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Sample one response per prompt with the KV cache (greedy: the argmax instead); keep the trunk states
-    generation computed. `fast` samples from the low-precision copy of the policy when there is one.
+    generation computed. `fast` samples from the low-precision copy of the policy when there is one. `seeds`:
+    row i is sampled from a generator seeded with seeds[i] (`SeededSampling`), else from the global RNG.
 
     Returns:
         response_ids: (B, T) raw sampled ids (T <= max_new_tokens: stops once every row has ended).
@@ -106,13 +136,16 @@ def sample(model: PolicyValue, prompt_ids: torch.Tensor, prompt_mask: torch.Tens
     """
     from transformers import GenerationConfig
 
-    gen = GenerationConfig(**sampling_kwargs(temperature, top_p, greedy), max_new_tokens=max_new_tokens,
+    seeded = seeds is not None and not greedy
+    gen = GenerationConfig(**sampling_kwargs(temperature, top_p, greedy or seeded), max_new_tokens=max_new_tokens,
                            eos_token_id=eos_id, pad_token_id=pad_id, use_cache=True, return_dict_in_generate=True,
                            output_hidden_states=True)
     device = prompt_ids.device
     generator = model.generator(fast)
     with torch.inference_mode():
-        out = generator.generate(input_ids=prompt_ids, attention_mask=prompt_mask.long(), generation_config=gen)
+        processors = [SeededSampling(seeds, temperature, top_p)] if seeded else None
+        out = generator.generate(input_ids=prompt_ids, attention_mask=prompt_mask.long(), generation_config=gen,
+                                 logits_processor=processors)
         # hidden_states: one tuple per step (prefill, then one token each) of (layers + 1) tensors (B, n, H)
         trunk = torch.cat([step[model.start_layer] for step in out.hidden_states], dim=1)
     response = out.sequences[:, prompt_ids.shape[1]:]
@@ -187,14 +220,17 @@ def measure(model: PolicyValue, parts: _Parts, temperature: float, chunk: int, w
 
 
 def collect(model: PolicyValue, tokenizer, messages: list[list[dict]], prompt_ids: torch.Tensor, prompt_mask: torch.Tensor,
-            score_fn: ScoreFn, cfg, reward_moments: core.RunningMoments | None, timings: dict[str, float]) -> Rollout:
-    """Sample, measure and score one batch of episodes (everything but the advantages)."""
+            score_fn: ScoreFn, cfg, reward_moments: RunningMoments | None, timings: dict[str, float],
+            seeds: list[int] | None = None, gather=lambda x: x) -> Rollout:
+    """Sample (episode i from seeds[i], see `sample`), measure and score one batch of episodes (everything but the
+    advantages). `gather`: every process's scores together, for the running reward statistics."""
     import time
 
     t0 = time.perf_counter()
     eos_id, pad_id = tokenizer.eos_token_id, tokenizer.pad_token_id
-    raw, trunk = sample(model, prompt_ids, prompt_mask, cfg.max_new_tokens, cfg.temperature, cfg.top_p, eos_id, pad_id)
-    response_ids, response_mask, has_eos = core.truncate_after_eos(raw, eos_id, pad_id)
+    raw, trunk = sample(model, prompt_ids, prompt_mask, cfg.max_new_tokens, cfg.temperature, cfg.top_p, eos_id, pad_id,
+                        seeds=seeds)
+    response_ids, response_mask, has_eos = tokens.truncate_after_eos(raw, eos_id, pad_id)
     timings["time/generate"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
@@ -214,18 +250,24 @@ def collect(model: PolicyValue, tokenizer, messages: list[list[dict]], prompt_id
         raw_scores = score_fn(messages, texts, response_ids, response_mask).detach().float().cpu().reshape(-1)
     timings["time/score"] = time.perf_counter() - t0
     scores = raw_scores
-    if reward_moments is not None and torch.isfinite(raw_scores).all():
+    every = gather(raw_scores)  # the global batch's scores: the statistics are the same on every process
+    if reward_moments is not None and torch.isfinite(every).all():
         # reward normalisation by running statistics (Ziegler et al. 2019 normalise the RM; TRL RunningMoments)
-        reward_moments.update(raw_scores)
+        reward_moments.update(every)
         std = reward_moments.std if reward_moments.count > 1 and reward_moments.std > 0 else 1.0
         scores = (raw_scores - reward_moments.mean) / std
-    scores = core.apply_missing_eos_penalty(scores, has_eos, cfg.missing_eos_penalty)
+    scores = adv.apply_missing_eos_penalty(scores, has_eos, cfg.missing_eos_penalty)
     return Rollout(prompt_ids=prompt_ids, prompt_mask=prompt_mask, response_ids=response_ids, response_mask=response_mask,
                    has_eos=has_eos, trunk=trunk, value_trunk=value_trunk, texts=tuple(texts), messages=tuple(messages),
                    raw_scores=raw_scores, scores=scores.to(measured["logprobs"].device), **measured)
 
 
-def with_advantages(roll: Rollout, kl_coef: float, cfg, whiten=core.masked_whiten) -> Rollout:
+def whiten_batch(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """`core.masked_whiten` over the batch's real tokens; with fewer than 2 of them (no variance) `x` unchanged."""
+    return core.masked_whiten(x, mask) if int(mask.sum()) > 1 else x
+
+
+def with_advantages(roll: Rollout, kl_coef: float, cfg, whiten=whiten_batch) -> Rollout:
     """Per-token rewards (KL penalty + score at the last token), advantages and returns.
 
     ppo: GAE advantages, whitened over the real tokens of the batch (`whiten`: over every process's batch under
@@ -234,14 +276,13 @@ def with_advantages(roll: Rollout, kl_coef: float, cfg, whiten=core.masked_white
     difference to the other samples of the same prompt, given to every token; no critic, no returns.
     """
     mask = roll.response_mask
-    rewards, non_score, kl = core.shape_rewards(roll.scores, roll.logprobs, roll.ref_logprobs, mask, kl_coef, cfg.kl_estimator)
+    rewards, non_score, kl = adv.shape_rewards(roll.scores, roll.logprobs, roll.ref_logprobs, mask, kl_coef, cfg.kl_estimator)
     if cfg.algorithm == "rloo":
-        seq_rewards, _ = core.sequence_rewards(roll.scores.to(roll.logprobs.device), roll.logprobs, roll.ref_logprobs, mask,
+        seq_rewards, _ = adv.sequence_rewards(roll.scores.to(roll.logprobs.device), roll.logprobs, roll.ref_logprobs, mask,
                                                kl_coef, cfg.kl_estimator)
-        advantages = core.rloo_advantages(seq_rewards, cfg.rloo_k)[:, None] * mask.to(seq_rewards.dtype)
+        advantages = adv.rloo_advantages(seq_rewards, cfg.rloo_k)[:, None] * mask.to(seq_rewards.dtype)
         return replace(roll, kl=kl, non_score_rewards=non_score, rewards=rewards, advantages=advantages,
                        returns=torch.zeros_like(advantages))
-    advantages, returns = core.gae(rewards, roll.values, mask, cfg.gamma, cfg.lam)
-    if int(mask.sum()) > 1:
-        advantages = whiten(advantages, mask)  # Huang et al. 2024: whiten advantages per batch
+    advantages, returns = adv.gae(rewards, roll.values, mask, cfg.gamma, cfg.lam)
+    advantages = whiten(advantages, mask)  # Huang et al. 2024: whiten advantages per batch
     return replace(roll, kl=kl, non_score_rewards=non_score, rewards=rewards, advantages=advantages, returns=returns)

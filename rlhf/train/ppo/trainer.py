@@ -4,7 +4,10 @@
 their sources (Huang et al. 2024 = https://arxiv.org/abs/2403.17031):
 
 * Several PPO epochs over shuffled minibatches of each rollout, one optimizer step per minibatch,
-  gradient accumulation over micro-batches (Schulman et al. 2017; CleanRL `update_epochs`).
+  gradient accumulation over micro-batches (Schulman et al. 2017; CleanRL `update_epochs`); the losses are
+  token means over the whole minibatch, whatever its cut into micro-batches or processes (`ranks`).
+* On many processes (`accelerate launch`) the run equals one process at the same global batch: per-episode
+  sampling seeds, one global minibatch permutation, global token counts and statistics (`ranks`).
 * Adam with eps 1e-5 and a learning rate annealed linearly to 0 (Huang et al. 2024; OpenAI baselines).
 * Dropout is off throughout (the model stays in eval mode), so the log-probs of the first minibatch
   of the first epoch equal the rollout's: ratio 1 there (logged as `policy/first_ratio_dev`, which
@@ -23,13 +26,13 @@ from __future__ import annotations
 import contextlib
 import json
 import time
-from collections import defaultdict
 from pathlib import Path
 
 import torch
 
 from rlhf.errors import RlhfError
-from rlhf.train.ppo import checkpoint, core, rollout
+from rlhf.train.ppo import checkpoint, core, ranks, rollout
+from rlhf.train.ppo.controllers import AdaptiveKLController, FixedKLController, RunningMoments
 from rlhf.train.ppo.config import PPOStageConfig
 from rlhf.train.ppo.models import PolicyValue
 
@@ -86,9 +89,9 @@ class PPOTrainer:
 
         # State: update index, KL coefficient, reward statistics
         self.update = 0
-        self.kl_ctl = (core.AdaptiveKLController(cfg.kl_coef, cfg.kl_target, cfg.kl_horizon) if cfg.adaptive_kl
-                       else core.FixedKLController(cfg.kl_coef))
-        self.reward_moments = core.RunningMoments() if cfg.normalize_rewards else None
+        self.kl_ctl = (AdaptiveKLController(cfg.kl_coef, cfg.kl_target, cfg.kl_horizon) if cfg.adaptive_kl
+                       else FixedKLController(cfg.kl_coef))
+        self.reward_moments = RunningMoments() if cfg.normalize_rewards else None
         self.history: list[dict] = []
         self.last_checkpoint: Path | None = None
         self._tracker = None
@@ -111,14 +114,20 @@ class PPOTrainer:
                 device = self.accelerator.device
                 prompt_ids, prompt_mask = prompt_ids.to(device), prompt_mask.to(device)
 
-                # step 2. rollout: sample responses, log-probs of policy and reference, values, RM scores
+                # step 2. rollout: sample responses (each episode from its own seed), log-probs of policy and
+                # reference, values, RM scores
+                acc, B = self.accelerator, cfg.batch_size
+                seeds = ranks.episode_seeds(cfg.seed, self.update, acc.process_index * B, B)
                 roll = rollout.collect(self.unwrapped, self.tokenizer, [self.messages[i] for i in rows], prompt_ids,
-                                       prompt_mask, self.score_fn, cfg, self.reward_moments, timings)
+                                       prompt_mask, self.score_fn, cfg, self.reward_moments, timings, seeds,
+                                       lambda x: ranks.gather(acc, x))
                 self.check_scores(roll)
 
-                # step 3. per-token rewards (KL penalty + score at EOS), GAE advantages (whitened) and returns
-                roll = rollout.with_advantages(roll, self.kl_ctl.value, cfg, self.whiten)
-                self.check_kl(roll)
+                # step 3. per-token rewards (KL penalty + score at EOS), GAE advantages (whitened over the global
+                # batch) and returns; the global batch's measurements for the KL check, controller and metrics
+                roll = rollout.with_advantages(roll, self.kl_ctl.value, cfg, lambda x, m: ranks.whiten(acc, x, m))
+                every = ranks.global_batch(acc, roll)
+                self.check_kl(every)
 
                 # step 4. PPO epochs over minibatches
                 t0 = time.perf_counter()
@@ -127,11 +136,11 @@ class PPOTrainer:
 
                 # step 5. adapt the KL coefficient (Ziegler et al. 2019), log, save
                 kl_before = self.kl_ctl.value
-                self.kl_ctl.update(float(roll.kl.sum(1).mean()), cfg.batch_size * self.accelerator.num_processes)
+                self.kl_ctl.update(float(every.kl.sum(1).mean()), B * acc.num_processes)
                 self.update += 1
                 done_now += 1
                 timings["time/update"] = time.perf_counter() - t_update
-                metrics = self.metrics(roll, train_stats, timings, kl_before)
+                metrics = self.metrics(every, train_stats, timings, kl_before)
                 self.log(metrics, roll)
                 if self.update % cfg.checkpoint_every == 0 or self.update == cfg.updates:
                     self.save()
@@ -139,39 +148,53 @@ class PPOTrainer:
             self._finish_tracking()
         return self.history
 
+    STATS = ("loss/policy", "loss/value", "policy/clipfrac", "policy/approx_kl", "val/clipfrac", "policy/ratio")
+    """Per-minibatch token means logged as the mean over the update's minibatches."""
+
     def optimise(self, roll: rollout.Rollout) -> dict[str, float]:
-        """`ppo_epochs` passes over the rollout in shuffled minibatches; one optimizer step per minibatch."""
+        """`ppo_epochs` passes over the GLOBAL batch in shuffled minibatches, one optimizer step per minibatch; each
+        process trains on its own episodes of a minibatch (`ranks`: the same numbers on any number of processes)."""
         cfg, acc = self.cfg, self.accelerator
-        B, mb, micro = cfg.batch_size, cfg.batch_size // cfg.num_minibatches, cfg.micro_batch_size
-        stats: dict[str, list[float]] = defaultdict(list)
+        W, B = acc.num_processes, cfg.batch_size
+        mb = W * B // cfg.num_minibatches  # episodes of a global minibatch
+        tokens = ranks.gather(acc, roll.response_mask.sum(1).float())  # (W*B,) real tokens of each global episode
+        parts, grad_norms, first_dev = [], [], 0.0
         for epoch in range(cfg.ppo_epochs):
-            order = torch.randperm(B)  # global RNG: checkpointed, so a resumed run shuffles the same way
+            order = ranks.minibatch_order(cfg.seed, self.update, epoch, W * B)  # the same on every process and on resume
             for m in range(cfg.num_minibatches):
                 minibatch = order[m * mb:(m + 1) * mb]
-                for a in range(cfg.grad_accum):
-                    rows = minibatch[a * micro:(a + 1) * micro]
-                    sync = contextlib.nullcontext() if a == cfg.grad_accum - 1 else acc.no_sync(self.model)
+                n_tokens = tokens[minibatch].sum().clamp(min=1)
+                pieces = ranks.micro_batches(ranks.my_rows(minibatch, acc.process_index, B), cfg.micro_batch_size)
+                part = torch.zeros(len(self.STATS))  # this process's share of the minibatch's token means
+                for i, rows in enumerate(pieces or [None]):  # None: no episode here, a zero-weighted pass meets DDP's sync
+                    sync = contextlib.nullcontext() if i == max(len(pieces), 1) - 1 else acc.no_sync(self.model)
                     with sync:
-                        loss, s = self.micro_batch_loss(roll, rows)
+                        loss, stats, dev = self.micro_batch_loss(roll, torch.tensor([0]) if rows is None else rows, n_tokens)
+                        if rows is None:
+                            loss, stats, dev = loss * 0.0, stats * 0.0, 0.0
                         if not torch.isfinite(loss):
                             self.stop(f"the PPO loss is {loss.item()} at update {self.update + 1} (epoch {epoch + 1}); "
                                       "lower lr or raise kl_coef")
-                        acc.backward(loss / cfg.grad_accum)
-                    if epoch == 0 and m == 0 and a == 0:
-                        s["policy/first_ratio_dev"] = s.pop("_ratio_dev")
-                    else:
-                        s.pop("_ratio_dev")
-                    for k, v in s.items():
-                        stats[k].append(v)
-                grad_norm = acc.clip_grad_norm_(self.params, cfg.max_grad_norm)
-                stats["policy/grad_norm"].append(float(grad_norm))
+                        acc.backward(loss * W)  # DDP averages the processes' gradients: W x the share sums to the mean
+                    part += stats
+                    if epoch == 0 and m == 0:
+                        first_dev = max(first_dev, dev)
+                parts.append(part)
+                grad_norms.append(float(acc.clip_grad_norm_(self.params, cfg.max_grad_norm)))
                 self.optimizer.step()
                 self.scheduler.step()
                 self.optimizer.zero_grad(set_to_none=True)
-        return {k: sum(v) / len(v) for k, v in stats.items()}
+        per_minibatch = torch.stack(parts)  # (epochs x minibatches, stats)
+        if W > 1:
+            per_minibatch = acc.reduce(per_minibatch.to(acc.device), reduction="sum").cpu()
+            first_dev = float(ranks.gather(acc, torch.tensor([first_dev], device=acc.device)).max())
+        out = {k: sum(col) / len(col) for k, col in zip(self.STATS, per_minibatch.T.tolist())}
+        return {**out, "policy/first_ratio_dev": first_dev, "policy/grad_norm": sum(grad_norms) / len(grad_norms)}
 
-    def micro_batch_loss(self, roll: rollout.Rollout, rows: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
-        """Clipped policy loss + vf_coef * clipped value loss on some episodes of the rollout."""
+    def micro_batch_loss(self, roll: rollout.Rollout, rows: torch.Tensor,
+                         n_tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, float]:
+        """Clipped policy loss + vf_coef * clipped value loss on some episodes of the rollout, as their share of a
+        minibatch of `n_tokens` real tokens; returns the loss, its `STATS` shares and max |ratio - 1|."""
         cfg = self.cfg
         w = rollout.window(roll.prompt_mask, roll.response_mask, rows)
         logprobs, values, logits = rollout.forward_window(self.model, roll, w, cfg.temperature)
@@ -179,19 +202,19 @@ class PPOTrainer:
         cut = lambda x: x[rows, :w.T]  # noqa: E731  (b, T) slice of a rollout field
         mask = cut(roll.response_mask)
         pg_loss, pg_clipfrac, approx_kl, ratio = core.clipped_policy_loss(logprobs, cut(roll.logprobs), cut(roll.advantages),
-                                                                          mask, cfg.clip_range)
+                                                                          mask, cfg.clip_range, n_tokens)
         if cfg.algorithm == "rloo":  # no critic: the policy loss alone (the value head stays untrained and unused)
             vf_loss, vf_clipfrac = torch.zeros(()), torch.zeros(())
             loss = pg_loss
+            if self.accelerator.num_processes > 1:  # DDP needs a gradient, here 0, for every parameter
+                loss = loss + 0.0 * values.sum()
         else:
             vf_loss, vf_clipfrac = core.clipped_value_loss(values, cut(roll.values), cut(roll.returns), mask,
-                                                           cfg.clip_range_value)
+                                                           cfg.clip_range_value, n_tokens)
             loss = pg_loss + cfg.vf_coef * vf_loss
-        stats = {"loss/policy": pg_loss.item(), "loss/value": vf_loss.item(), "policy/clipfrac": pg_clipfrac.item(),
-                 "policy/approx_kl": approx_kl.item(), "val/clipfrac": vf_clipfrac.item(),
-                 "policy/ratio": core.masked_mean(ratio, mask).item(),
-                 "_ratio_dev": float(((ratio - 1).abs() * mask).max())}
-        return loss, stats
+        stats = torch.stack([pg_loss.detach(), vf_loss.detach(), pg_clipfrac, approx_kl, vf_clipfrac,
+                             core.token_mean(ratio, mask, n_tokens)]).float().cpu()
+        return loss, stats, float(((ratio - 1).abs() * mask).max())
 
     # --- data -----------------------------------------------------------------------------------
 
@@ -211,18 +234,6 @@ class PPOTrainer:
             out.extend([self._perms[epoch][pos]] * k)
         return out
 
-    def whiten(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """Advantage whitening over the real tokens of the GLOBAL batch: every process's rollout together, so the
-        result does not depend on how the episodes are split across processes (one process: core.masked_whiten)."""
-        if self.accelerator.num_processes == 1:
-            return core.masked_whiten(x, mask)
-        m = mask.to(x.dtype)
-        sums = torch.stack([(x * m).sum(), (x * x * m).sum(), m.sum()]).to(self.accelerator.device)
-        total, total_sq, n = self.accelerator.reduce(sums, reduction="sum").to(x.device)
-        mean = total / n
-        var = (total_sq / n - mean * mean) * n / (n - 1)  # unbiased, as core.masked_var
-        return core.whiten_with(x, mask, mean, var)
-
     # --- stop conditions ------------------------------------------------------------------------
 
     def stop(self, why: str):
@@ -236,7 +247,8 @@ class PPOTrainer:
             self.stop(f"the reward is NaN/inf at update {self.update + 1} for {len(bad)} of {len(roll.raw_scores)} episodes "
                       f"(first: {roll.texts[bad[0]][:60]!r}); check the reward model")
 
-    def check_kl(self, roll: rollout.Rollout) -> None:
+    def check_kl(self, roll) -> None:
+        """`roll`: the global batch (`ranks.global_batch`), so every process stops at the same update."""
         kl = float(roll.kl.sum(1).mean())
         if not torch.isfinite(torch.tensor(kl)):
             self.stop(f"the KL to the reference is {kl} at update {self.update + 1}")
@@ -246,7 +258,8 @@ class PPOTrainer:
 
     # --- metrics, samples, checkpoints ----------------------------------------------------------
 
-    def metrics(self, roll: rollout.Rollout, train_stats: dict, timings: dict, kl_coef: float) -> dict[str, float]:
+    def metrics(self, roll, train_stats: dict, timings: dict, kl_coef: float) -> dict[str, float]:
+        """The update's numbers over the global batch (`roll`: `ranks.global_batch`), the same on every process."""
         mask = roll.response_mask
         seq_kl = roll.kl.sum(1)  # (B,) sequence-level KL estimate
         non_score = roll.non_score_rewards.sum(1)
