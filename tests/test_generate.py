@@ -65,3 +65,36 @@ def test_generate_unknown_split(workspace, tmp_path, tiny_model):
     ref = _prompts(workspace, tmp_path, n=2)
     with pytest.raises(RlhfError, match="--split"):
         generate_candidates(str(tiny_model), ref, split="dev", progress=False)
+
+
+def test_a_rerun_of_rlhf_generate_adds_nothing(workspace, tmp_path, tiny_model):
+    """`rlhf generate` twice with the same registered model and snapshot (as the demo and the admin's job run it):
+    the second run finds every prompt at K answers from that version, samples nothing and stores nothing."""
+    from sqlalchemy import func, select
+
+    from rlhf.data.registry import register_model
+    from rlhf.data.store import session_scope
+    from rlhf.data.store.models import Response
+
+    ref = _prompts(workspace, tmp_path, n=4)
+    with session_scope() as s:
+        register_model(s, name="sft", stage="sft", base="tiny", path=str(tiny_model), dataset_versions=[], config={},
+                       metrics={}, seed=0)
+
+    def generate() -> tuple[dict, list]:
+        out = run_cli("generate", "--model", "sft@latest", "--prompts", ref, "--k", "2", "--max-new-tokens", "6",
+                      "--split", "all", "--seed", "0")
+        assert out.returncode == 0, out.stderr
+        with session_scope() as s:
+            rows = s.execute(select(Response.id, Response.prompt_id, Response.content_hash)
+                             .where(Response.model_version == "sft@v1").order_by(Response.id)).all()
+        return json.loads(out.stdout.strip().splitlines()[-1][len("RESULT "):])["generate"], rows
+
+    first, rows = generate()
+    assert first["prompts_seen"] == 4 and first["added"] == len(rows)
+    with session_scope() as s:
+        per_prompt = s.execute(select(func.count()).select_from(Response).group_by(Response.prompt_id)).scalars().all()
+    assert sorted(per_prompt) == [2, 2, 2, 2], f"the first run left a prompt short of K=2: {first}"
+    again, rows_again = generate()
+    assert (again["prompts_skipped"], again["sampled"], again["added"]) == (4, 0, 0), again
+    assert rows_again == rows  # the same rows, nothing added, removed or replaced
