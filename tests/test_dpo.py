@@ -8,6 +8,7 @@ import json
 import pytest
 
 from tests.conftest import write_jsonl
+from test_ppo_stage import check_win_rate
 
 TRAIN = [f"How do I keep basil fresh, tip {i}?" for i in range(6)]
 HELDOUT = ["Why is the sky blue?", "What is a prime number?"]
@@ -45,8 +46,7 @@ def test_dpo_trains_against_the_disabled_adapter_and_registers_dpo_v1(workspace,
     for side in ("sft", "dpo"):
         assert set(result[side]) == {"reward", "rubric", "kl", "length", "eos"}
     assert result["sft"]["kl"] == 0.0
-    lo, hi = result["win_rate_ci"]
-    assert lo <= result["win_rate"] <= hi and 0.0 <= lo < hi <= 1.0
+    check_win_rate(result, sorted((workspace / "runs").glob("dpo-*"))[-1] / "heldout_samples.json", "dpo", len(HELDOUT))
     last = out.strip().splitlines()[-1]
     assert last.startswith("RESULT ") and json.loads(last[len("RESULT "):])["dpo"]["model"] == "dpo@v1"
     with session_scope() as s:
