@@ -5,7 +5,10 @@ Handlers (plain functions `(session, inputs) -> view`, role-checked, tested with
 - `history.py`         undo, previous item, my items, corrections as new versions, pace
 - `review_handlers.py` the experts' review queue, agreement dashboard, adjudication, blind A/B
 - `admin.py`           imports, candidate generation (a background job), users, snapshots, settings, counts
-- `queue.py`           which item comes next: overlap N, no repeats, no ranking your own answer
+- `queue.py`           which item comes next: overlap N, no repeats, no ranking your own answer, uncertainty
+                       priorities with an exploration share, gold items at gold_rate
+- `settings.py`        the project settings (defaults, checks; re-exported by queue.py)
+- `feedback.py`        after a submit only: the RM's order, the consensus, the running agreement
 
 Layout (gradio; one "# Register listeners" block each):
 - `app.py`           the annotator tabs: Write, Rank, My items (`build_ui`)

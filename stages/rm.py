@@ -14,7 +14,7 @@ from rlhf.data.store import session_scope
 from rlhf.errors import run_or_exit
 from rlhf.train import distributed, modeling, resume, stage
 from rlhf.train.reward import evaluate, rubric_for
-from rlhf.train.rm import RMStageConfig, build_model, check, fit
+from rlhf.train.rm import RMStageConfig, build_model, check, fit, gold_counts
 
 PINS = {"model": None, "dataset": "preferences"}  # references pinned to the NAME@vN they mean at start
 SHOWN = ("accuracy", "accuracy/rubric", "calibration/ece", "reward/mean", "reward/std", "reward/length_corr")
@@ -31,6 +31,7 @@ def main(argv: list[str] | None = None) -> dict:
     # step 2. data: a frozen snapshot, split by prompt (no prompt in both train and eval)
     with session_scope() as s:
         ds = registry.load(s, cfg.dataset)
+        gold = gold_counts(registry.get_version(s, cfg.dataset).lineage)  # annotators' gold items, for `weighted`
     train_rows, eval_rows, how = split_pairs(ds, cfg.eval_fraction, cfg.seed)
     rubric = rubric_for(ds, cfg.rubric)
     distributed.say(f"data: {cfg.dataset}: {len(train_rows)} train pairs, {len(eval_rows)} eval pairs (eval = {how})")
@@ -43,7 +44,7 @@ def main(argv: list[str] | None = None) -> dict:
     # step 4. evaluate before, train (trl RewardTrainer, or listwise), evaluate after (held-out pairs, main process)
     kw = dict(rubric=rubric, batch_size=cfg.eval_batch_size, max_length=cfg.max_length)
     before = distributed.main_only(evaluate, model, tokenizer, eval_rows, **kw)
-    fitted = fit(cfg, run, model, peft_config, tokenizer, train_rows)
+    fitted = fit(cfg, run, model, peft_config, tokenizer, train_rows, gold)
     after = distributed.main_only(evaluate, fitted.model, tokenizer, eval_rows, **kw)
 
     # step 5. save (LoRA merged: a plain sequence classifier) and register with the metrics

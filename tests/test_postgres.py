@@ -29,6 +29,8 @@ GUARDED = {
     ("reviews", "reviewer_name"): formats.NAME_CHARS,  # records.add_review
     ("dataset_versions", "name"): formats.REGISTRY_NAME_CHARS,  # registry.snapshot: a builder's name
     ("model_versions", "name"): formats.REGISTRY_NAME_CHARS,  # registry.check_registry_name
+    ("gold_items", "created_by"): formats.NAME_CHARS,  # gold.mark_gold: the reviewer's name
+    ("item_priorities", "model_ref"): formats.MODEL_REF_CHARS,  # priorities.write_priorities (_check_rows)
     ("app_settings", "updated_by"): formats.NAME_CHARS,  # a user's name
     ("jobs", "created_by"): formats.NAME_CHARS,  # a user's name
 }

@@ -8,7 +8,9 @@
 - `pairs`       rankings -> preference pairs, prompt-disjoint splits
 - `snapshots`   the dataset builders (prompts, sft, preferences)
 - `registry`    dataset versions (content-hashed snapshots) and model versions; model references
-- `jobs`        background jobs (candidate generation from the app) with their status in the store
+- `jobs`        background jobs (candidate generation, queue priorities) with their status in the store
+- `gold`        gold items (`mark_gold`) and annotator quality (gold accuracy, agreement with consensus)
+- `priorities`  the reward model's uncertainty per rank item (`item_priorities`), read by the app's queue
 - `export`      registry versions as JSONL / Parquet / `datasets` folders in trl's shapes, with a dataset card
 - `interop`, `annotation_tools`  readers and checks of trl-shaped datasets (public preference sets), Label Studio and Argilla exports
 """

@@ -100,6 +100,19 @@ def undo_bf16_on_cpu(model) -> None:
             p.data = p.data.float()
 
 
+def gold_counts(lineage: dict) -> dict[str, tuple[int, int]]:
+    """Annotator -> (gold correct, gold answered) from a preferences snapshot's lineage (the app's gold items).
+
+    >>> gold_counts({"annotator_quality": {"ana": {"gold_correct": 3, "gold_answered": 4}, "bo": {"gold_answered": 0}}})
+    {'ana': (3, 4)}
+    """
+    out = {}
+    for name, q in (lineage or {}).get("annotator_quality", {}).items():
+        if q.get("gold_answered"):
+            out[name] = (int(q.get("gold_correct") or 0), int(q["gold_answered"]))
+    return out
+
+
 def check(cfg: RMStageConfig) -> None:
     """Settings that cannot work together, in words."""
     if cfg.trainer == "listwise" and cfg.mode not in ("lora", "qlora"):
@@ -119,12 +132,13 @@ class Fitted:
     extra: dict  # trainer-specific metrics (listwise: prompt groups, labels, annotator reliability)
 
 
-def fit(cfg: RMStageConfig, run, model, peft_config, tokenizer, train_rows) -> Fitted:
+def fit(cfg: RMStageConfig, run, model, peft_config, tokenizer, train_rows, gold: dict | None = None) -> Fitted:
     """Train the reward model on the training pairs with `cfg.trainer`: trl's RewardTrainer (one pair per row,
     hard labels, checkpoints and --resume, several processes) or `rlhf.train.listwise` (one prompt's answers per
-    batch element, all its pairs, hard/soft/weighted labels, one process)."""
+    batch element, all its pairs, hard/soft/weighted labels, one process). `gold`: annotator -> (correct, answered)
+    gold items, added to the agreement counts behind `weighted` labels."""
     if cfg.trainer == "listwise":
-        return _fit_listwise(cfg, model, tokenizer, train_rows)
+        return _fit_listwise(cfg, model, tokenizer, train_rows, gold)
     return _fit_trl(cfg, run, model, peft_config, tokenizer, train_rows)
 
 
@@ -151,7 +165,7 @@ def _fit_trl(cfg: RMStageConfig, run, model, peft_config, tokenizer, train_rows)
                   {"train_loss": resume.train_loss(trainer.state.log_history)})
 
 
-def _fit_listwise(cfg: RMStageConfig, model, tokenizer, train_rows) -> Fitted:
+def _fit_listwise(cfg: RMStageConfig, model, tokenizer, train_rows, gold: dict | None = None) -> Fitted:
     import time
 
     from rlhf.train import distributed, listwise, modeling, stage
@@ -159,7 +173,7 @@ def _fit_listwise(cfg: RMStageConfig, model, tokenizer, train_rows) -> Fitted:
 
     if distributed.num_processes() > 1:
         raise RlhfError("--trainer listwise runs on one process: drop --processes, or use --trainer trl")
-    reliability = annotator_reliability(train_rows)
+    reliability = annotator_reliability(train_rows, gold)
     groups = prompt_groups(train_rows, cfg.labels, reliability_weights(reliability))
     model = modeling.add_lora(model, "SEQ_CLS", cfg.lora_r, cfg.lora_alpha, cfg.lora_layers)
     distributed.say(f"model: {cfg.model} ({cfg.mode}, listwise, labels {cfg.labels}): {stage.params(model)}; "
@@ -173,4 +187,5 @@ def _fit_listwise(cfg: RMStageConfig, model, tokenizer, train_rows) -> Fitted:
     return Fitted(model, history, round(time.time() - t0, 1), sum(len(g.pairs) for g in groups),
                   {"train_loss": sum(h["loss"] for h in history) / len(history), "prompt_groups": len(groups),
                    "labels": cfg.labels, "length_weight": history[-1]["length_weight"],
-                   "annotator_reliability": {k: round(v, 4) for k, v in reliability.items()}})
+                   "annotator_reliability": {k: round(v, 4) for k, v in reliability.items()},
+                   "gold_items_used": sum(n for _, n in (gold or {}).values())})
