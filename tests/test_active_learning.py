@@ -44,3 +44,26 @@ def test_smoke_run_on_a_tiny_model(workspace, tmp_path, tiny_model):
     from rlhf.train import listwise
 
     assert listwise.cache_trunk.__module__ == "rlhf.train.listwise"  # the bench's shared trunk is gone after the run
+
+
+def test_the_benchs_fast_scores_are_the_reward_models_scores(workspace, tiny_model):
+    """The bench scores held-out candidates from its cached trunk; its accuracy must be `reward.evaluate`'s
+    `accuracy/rubric` of the same model on the same pairs."""
+    from rlhf.rubrics import load_rubric, prompt_text
+    from rlhf.train.preferences import prompt_groups
+    from rlhf.train.reward import evaluate
+    from rlhf.train.simulate import noisy_order
+    import random
+
+    rows = [{"prompt": [{"role": "user", "content": f"Tell me about item {i}."}],
+             "texts": [f"Item {i} is fine.", f"Item {i} is a thing that exists, probably, I think.", "No.",
+                       f"Item {i}: useful, cheap and easy to find in shops."]} for i in range(6)]
+    _, guide = load_rubric("concise_helpful")
+    gold = [[float(guide(prompt_text(r["prompt"]), t)) for t in r["texts"]] for r in rows]
+    with active_learning.Bench(str(tiny_model), 2, 1, 64) as bench:
+        train = [p for r, g in zip(rows[:3], gold) for p in active_learning.preference_rows(r, noisy_order(g, 0.0, random.Random(0)), "sim:x:0")]
+        model = bench.fit(prompt_groups(train), 1.0, 1e-3, 0)
+        fast = active_learning.rubric_accuracy(bench.scores(model, rows[3:]), gold[3:])
+    pairs = [p for r, g in zip(rows[3:], gold[3:]) for p in active_learning.preference_rows(r, noisy_order(g, 0.0, random.Random(0)), "sim:x:0")]
+    slow = evaluate(model, bench.tokenizer, pairs, rubric="concise_helpful", max_length=64, progress=False)
+    assert slow["rubric/pairs"] > 0 and fast == pytest.approx(slow["accuracy/rubric"])
