@@ -1,4 +1,4 @@
-"""RLOO math (rlhf/train/ppo/core.py): sequence rewards and leave-one-out advantages on hand-computed cases."""
+"""RLOO math (rlhf/train/ppo/advantages.py): sequence rewards and leave-one-out advantages on hand-computed cases."""
 
 from __future__ import annotations
 
