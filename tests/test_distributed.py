@@ -211,10 +211,11 @@ def test_ppo_two_processes_match_one(home, tiny_model):
     token count, global statistics), and the same sampled responses.
 
     Tolerance: TOL (1e-5, fp32) on values of order 0.01-1; measured worst 4.8e-7 (objective/kl; losses <= 3.9e-7,
-    reward 1.5e-8, lengths exact; the whole module's run, 3.6e-7 alone): DDP sums the two processes' gradients in another order than one process's
-    backward, and sampling, scoring and training run on batches of other shapes (4 rows and other left padding
-    instead of 8), rounding differences that 4 optimizer steps carry forward. A response that differed would show
-    as a difference of order 0.1, far above it."""
+    reward 1.5e-8, lengths exact; the whole module's run, 3.6e-7 alone): DDP sums the two processes' gradients in
+    another order than one process's backward, and sampling, scoring and training run on batches of other shapes (4
+    rows and other left padding instead of 8), rounding differences that 4 optimizer steps carry forward. A response
+    that differed would show as a difference of order 0.1, far above it.
+    """
     import json
 
     from rlhf.data import registry as reg
@@ -225,7 +226,7 @@ def test_ppo_two_processes_match_one(home, tiny_model):
     from tests.conftest import write_jsonl
     from tests.test_ppo_stage import HELDOUT, TRAIN
 
-    # ids of their own: the module's store already holds the SFT and RM tests' prompts (they train here too, in both runs)
+    # ids of their own: the module's store already holds the SFT and RM tests' prompts (they train here too)
     rows = [{"id": f"ppo-t{i}", "messages": [{"role": "user", "content": q}]} for i, q in enumerate(TRAIN + TRAIN[:2])]
     rows += [{"id": f"ppo-h{i}", "messages": [{"role": "user", "content": q}], "tags": ["heldout"]}
              for i, q in enumerate(HELDOUT)]
