@@ -121,11 +121,28 @@ def test_reference_never_changes(toy, tmp_path):
     assert (logits_of(tr, ids, mask, True) - pol_before).abs().max() > 1e-3  # the policy did move
 
 
-def test_toy_reward_rises(toy, tmp_path):
-    tr = trainer(toy, tmp_path / "run", updates=10, checkpoint_every=100)
-    rewards = [h["objective/reward"] for h in tr.train()]
+# The bars of a rising toy reward (PPO here, RLOO in tests/test_rloo_loop.py), held at every seed of
+# tests/test_seeds_slow.py (config seeds 0-5). Measured there (2026-12-01), end = mean of the last 3 of 10 updates:
+#   end - first  PPO min/median/max 0.240/0.393/0.495, RLOO 0.287/0.388/0.511
+#   end / first  PPO 1.44/2.52/2.86,                   RLOO 1.57/2.50/3.00
+# The first update's reward ranges 0.20-0.55 over seeds, so the ratio is lowest where the start is highest: the
+# earlier bars (0.2 and 1.5x, met at seed 0 with 0.40 and 2.8x) failed PPO at seed 2 (0.547 -> 0.787, 1.44x).
+RISE_BAR, RATIO_BAR = 0.15, 1.3
+
+
+def toy_rewards(toy, run_dir, seed: int = 0, **overrides) -> list[float]:
+    """objective/reward of each of 10 updates on the toy task."""
+    tr = trainer(toy, run_dir, updates=10, checkpoint_every=100, seed=seed, **overrides)
+    return [h["objective/reward"] for h in tr.train()]
+
+
+def check_reward_rose(rewards: list[float]) -> None:
     end = sum(rewards[-3:]) / 3
-    assert end > rewards[0] + 0.2 and end > 1.5 * rewards[0], rewards
+    assert end > rewards[0] + RISE_BAR and end > RATIO_BAR * rewards[0], rewards
+
+
+def test_toy_reward_rises(toy, tmp_path):
+    check_reward_rose(toy_rewards(toy, tmp_path / "run"))
 
 
 def test_same_seed_same_numbers(toy, tmp_path):

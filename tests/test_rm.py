@@ -68,16 +68,33 @@ def test_check_same_tokenizer(builtin_cache, tiny_model):
         check_same_tokenizer(a, b, "rm@v1 and sft@v1")
 
 
-def test_tiny_rm_learns_toy_preference_and_scores(workspace, tmp_path, tiny_model):
-    """A 2-layer random-init RM: held-out accuracy from chance to well above it; metrics registered; score CLI."""
+# The bars of the toy RM, held at every seed of tests/test_seeds_slow.py (seeds 0-5: the toy data's draw and the
+# stage's --seed together). Measured there (2026-12-01, 24 held-out pairs): accuracy 1.000 at all six seeds;
+# accuracy - accuracy_before min/median/max 0.333/0.417/0.667 (before: 0.333-0.667). Both bars keep a margin.
+ACCURACY_BAR, GAIN_BAR = 0.85, 0.2
+
+
+def train_toy_rm(tmp_path, tiny_model, seed: int = 0) -> tuple[dict, str]:
+    """(the stage's RESULT, the preferences ref): a 2-layer random-init RM on `_toy_preferences(seed=seed)`, `--seed seed`."""
     from stages import rm as stage
 
-    ref = _toy_preferences(tmp_path)
+    ref = _toy_preferences(tmp_path, seed=seed)
     result = stage.main(["--model", str(tiny_model), "--mode", "full", "--dataset", ref, "--epochs", "4", "--lr", "2e-3",
-                         "--batch-size", "8", "--report-to", "none", "--max-length", "64", "--warmup-steps", "2"])
+                         "--batch-size", "8", "--report-to", "none", "--max-length", "64", "--warmup-steps", "2",
+                         "--seed", str(seed)])
     assert result["eval_pairs"] == 24 and result["train_pairs"] == 72
-    assert result["accuracy"] >= 0.85, result
-    assert result["accuracy"] > result["accuracy_before"] + 0.2
+    return result, ref
+
+
+def check_rm_learned(result: dict) -> None:
+    assert result["accuracy"] >= ACCURACY_BAR, result
+    assert result["accuracy"] > result["accuracy_before"] + GAIN_BAR, result
+
+
+def test_tiny_rm_learns_toy_preference_and_scores(workspace, tmp_path, tiny_model):
+    """A 2-layer random-init RM: held-out accuracy from chance to well above it; metrics registered; score CLI."""
+    result, ref = train_toy_rm(tmp_path, tiny_model)
+    check_rm_learned(result)
 
     from rlhf.data.registry import get_model_version
     from rlhf.data.store import session_scope
@@ -149,8 +166,8 @@ def test_bad_inputs(workspace, tmp_path, tiny_model):
 
 
 def test_qlora_mode_trains_and_scores(workspace, tmp_path, tiny_model):
-    """4-bit NF4 base + LoRA (bitsandbytes CPU fallback): trains, saves an adapter, scores through `rlhf score`."""
-    pytest.importorskip("bitsandbytes")
+    """4-bit NF4 base + LoRA (bitsandbytes CPU fallback): trains, saves an adapter, scores through `rlhf score`.
+    bitsandbytes is in the [dev] extra the tests install: missing, this test fails rather than skips."""
     from stages import rm as stage
 
     ref = _toy_preferences(tmp_path, n_prompts=8, n_heldout=2)

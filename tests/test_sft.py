@@ -45,9 +45,18 @@ def run_sft(model, *extra):
                      "--samples", "1", "--sample-tokens", "4", "--max-length", "64", *extra])
 
 
+# The bar, held at every seed of tests/test_seeds_slow.py (--seed 0-5). Measured there (2026-12-01): held-out loss
+# 10.854 before, eval_loss_before - eval_loss_after min/median/max 0.890/0.927/0.965: a wide margin.
+LOSS_DROP_BAR = 0.3
+
+
+def check_sft_learned(result: dict) -> None:
+    assert result["eval_loss_after"] < result["eval_loss_before"] - LOSS_DROP_BAR, result
+
+
 def test_sft_lowers_heldout_loss_and_registers(sft_data, tiny_model):
     result = run_sft(tiny_model)
-    assert result["eval_loss_after"] < result["eval_loss_before"] - 0.3
+    check_sft_learned(result)
     assert result["train_rows"] == 24 and result["eval_rows"] == 8
     with session_scope() as s:
         mv = s.scalars(select(ModelVersion)).one()
@@ -97,7 +106,7 @@ def test_head_mode_trains_only_the_head(tiny_model):
 
 
 def test_qlora_mode_on_cpu(sft_data, tiny_model):
-    pytest.importorskip("bitsandbytes")
+    """bitsandbytes is in the [dev] extra the tests install: missing, this test fails rather than skips."""
     result = run_sft(tiny_model, "--mode", "qlora", "--epochs", "1")
     assert result["eval_loss_after"] < result["eval_loss_before"]
     with session_scope() as s:
