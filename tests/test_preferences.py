@@ -93,6 +93,19 @@ def test_bt_loss_by_hand_and_its_soft_optimum():
     assert (r[0] - r[1]).item() == pytest.approx(math.log(3), abs=1e-3)
 
 
+# The listwise RM's arguments and bars, held at every seed of tests/test_seeds_slow.py (seeds 0-5: the toy data's draw
+# and --seed). Measured there (2026-12-01, 24 held-out pairs): accuracy 1.000 at all six seeds; accuracy -
+# accuracy_before min/median/max 0.333/0.417/0.667.
+LISTWISE = ["--mode", "lora", "--trainer", "listwise", "--labels", "soft", "--epochs", "8", "--lr", "5e-3", "--lora-r", "16",
+            "--keep-layers", "0", "--report-to", "none", "--max-length", "64", "--warmup-steps", "2"]
+LISTWISE_ACCURACY_BAR, LISTWISE_GAIN_BAR = 0.8, 0.2
+
+
+def check_listwise_learned(result: dict) -> None:
+    assert result["accuracy"] >= LISTWISE_ACCURACY_BAR, result
+    assert result["accuracy"] > result["accuracy_before"] + LISTWISE_GAIN_BAR, result
+
+
 def test_listwise_stage_learns_the_toy_preference(workspace, tmp_path, tiny_model):
     """The RM stage with --trainer listwise and soft labels on a 2-layer random-init model: held-out accuracy well
     above chance (the toy preference: the answer with "banana" beats two without), registered as rm@v1."""
@@ -100,12 +113,10 @@ def test_listwise_stage_learns_the_toy_preference(workspace, tmp_path, tiny_mode
     from tests.test_rm import _toy_preferences
 
     ref = _toy_preferences(tmp_path)
-    result = stage.main(["--model", str(tiny_model), "--mode", "lora", "--trainer", "listwise", "--labels", "soft",
-                         "--dataset", ref, "--epochs", "8", "--lr", "5e-3", "--lora-r", "16", "--keep-layers", "0",
-                         "--report-to", "none", "--max-length", "64", "--warmup-steps", "2", "--seed", "0"])
+    result = stage.main(["--model", str(tiny_model), "--dataset", ref, *LISTWISE, "--seed", "0"])
     assert result["trainer"] == "listwise" and result["labels"] == "soft" and result["model"] == "rm@v1"
     assert result["eval_pairs"] == 24
-    assert result["accuracy"] >= 0.8 and result["accuracy"] > result["accuracy_before"] + 0.2, result
+    check_listwise_learned(result)
 
     with pytest.raises(RlhfError, match="--trainer listwise trains a LoRA adapter"):
         stage.main(["--model", str(tiny_model), "--mode", "full", "--trainer", "listwise", "--dataset", ref])
