@@ -241,14 +241,16 @@ def test_admin_imports_prompts_and_creates_a_user_with_mistakes_shown_inline(app
     page.wait_for_selector("#admin-import")  # an admin lands on the Admin tab
     bad = write_jsonl(tmp_path / "bad.jsonl", [{"id": "x1", "messages": [{"role": "user", "content": "ok"}]},
                                                {"id": "x2", "messages": []}])
+    from playwright.sync_api import expect
+
     page.set_input_files("#admin-upload input[type=file]", str(bad))
-    page.wait_for_timeout(500)
+    expect(page.locator("#admin-upload")).to_contain_text("bad.jsonl")  # the upload landed before Import is clicked
     page.click("#admin-import")
     page.wait_for_function("document.querySelector('#admin-import-msg textarea, #admin-import-msg input').value"
                            " === 'error: bad.jsonl:2: messages: empty list of messages'")
     page.set_input_files("#admin-upload input[type=file]", str(write_jsonl(tmp_path / "more.jsonl", [
         {"id": "new-1", "messages": [{"role": "user", "content": "A new prompt"}]}])))
-    page.wait_for_timeout(500)
+    expect(page.locator("#admin-upload")).to_contain_text("more.jsonl")
     page.click("#admin-import")
     page.wait_for_function("document.querySelector('#admin-import-msg textarea, #admin-import-msg input')"
                            ".value.startsWith('more.jsonl: 1 prompts added')")

@@ -1,6 +1,6 @@
 """The demo pipeline (stages/demo.py) with every step stubbed by a canned RESULT: which references reach which step,
 what the final RESULT carries, and that a failing step stops the demo. The real run is the `slow` tier
-(tests/test_slow.py)."""
+(tests/test_slow_builtin.py)."""
 
 from __future__ import annotations
 
