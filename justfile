@@ -77,6 +77,10 @@ app *ARGS: setup
 dashboard: setup
     TRACKIO_DIR="${RLHF_HOME:-workspace}/trackio" {{py}} -c "import trackio; trackio.show(project='rlhf')"
 
+# closed-loop rounds: candidates -> rankings (--rubric: simulated; else people in the app) -> RM warm start -> PPO
+loop *ARGS: setup
+    {{py}} -m stages.loop {{ARGS}}
+
 # the one-shot GPU check (device machines): just gpu-check [--dry-run | --fetch-wheels]
 gpu-check *ARGS:
     bash bench/gpu_check.sh {{ARGS}}

@@ -117,11 +117,9 @@ def main(argv: list[str] | None = None) -> dict:
                           "rounds": rows}
                 print("RESULT " + json.dumps(result), flush=True)
                 return result
-            # one fresh simulated annotator per round (sim:<rubric>:<n-1>): `simulate rank` skips a prompt its annotator
-            # ranked before, whatever the candidates, so round n's annotators 0..n-2 pass and annotator n-1 ranks
+            # the same simulated annotator every round: `simulate rank` ranks a prompt again when its candidates are new
             step(f"round {n}: simulated annotators rank {policy}'s candidates", *cli, "simulate", "rank", "--rubric",
-                 args.rubric, "--noise", str(args.noise), "--model-version", policy, "--seed", seed,
-                 "--annotators", str(n), "--overlap", str(n), "--approve")
+                 args.rubric, "--noise", str(args.noise), "--model-version", policy, "--seed", seed, "--approve")
 
         # step 3. a preferences snapshot of every round's rankings so far
         prefs = stdout_of(*cli, "registry", "snapshot", "preferences", *(["--include-simulated"] if args.rubric else []))

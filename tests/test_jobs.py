@@ -110,3 +110,10 @@ def test_only_known_commands_with_their_own_options_run(home, kind, argv, error)
         with session_scope() as db:
             jobs.start(db, kind, argv, created_by="root")
     assert count(Job) == 0
+
+
+def test_a_job_shows_the_command_a_person_would_type():
+    from rlhf.data.store.job_models import Job
+
+    assert Job(kind="generate", argv=["--model", "sft@v1", "--k", "4"]).command == "rlhf generate --model sft@v1 --k 4"
+    assert Job(kind="prioritize", argv=["--model", "rm@v2"]).command == "rlhf queue prioritize --model rm@v2"

@@ -107,6 +107,27 @@ def test_simulate_stores_simulated_rankings(workspace, tmp_path):
         assert dv.row_count == 60
 
 
+def test_the_next_rounds_candidates_are_ranked_again(workspace, tmp_path):
+    """A prompt the simulated annotator ranked before is ranked again when its candidates change (the next round's
+    model answered it); the same candidates are not ranked twice."""
+    from rlhf.data.records import add_response
+    from rlhf.data.store import session_scope
+    from rlhf.data.store.models import Prompt
+    from rlhf.train.simulate import simulate_rankings
+
+    _seed_store(tmp_path, n_prompts=3, k=3)
+    first = simulate_rankings("concise_helpful", 0.0, model_version="sft@v1", progress=False)
+    assert first.added == 3
+    with session_scope() as s:
+        for p in s.query(Prompt).all():
+            for text in ("Knead, proof and bake the dough at 220 C.", "Bake it."):
+                add_response(s, p, f"{text} ({p.external_id})", origin="model", model_version="ppo@v1")
+    second = simulate_rankings("concise_helpful", 0.0, model_version="ppo@v1", progress=False)
+    assert second.added == 3 and second.already_ranked == 0
+    again = simulate_rankings("concise_helpful", 0.0, model_version="ppo@v1", progress=False)
+    assert again.added == 0 and again.already_ranked == 3
+
+
 def test_simulate_cli_approve_and_user_rubric(workspace, tmp_path):
     _seed_store(tmp_path, n_prompts=3, k=3)  # q0 also has another model's answer: 2 + 2 + 3 pairs with "Bread."
     rubric = tmp_path / "style.py"

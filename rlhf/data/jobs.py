@@ -28,7 +28,7 @@ from sqlalchemy.orm import Session
 
 from rlhf import paths
 from rlhf.data.store import session_scope
-from rlhf.data.store.job_models import Job
+from rlhf.data.store.job_models import COMMANDS, Job
 from rlhf.data.store.models import utcnow
 from rlhf.errors import NotFoundError, RlhfError
 
@@ -36,7 +36,6 @@ KINDS = {  # kind -> the options a job may pass
     "generate": ("--model", "--prompts", "--k"),
     "prioritize": ("--model", "--limit"),  # the uncertainty queue's priorities (rlhf.train.uncertainty)
 }
-COMMANDS = {"prioritize": ("queue", "prioritize")}  # the `rlhf` sub-command of a kind, where it is not the kind itself
 UNFINISHED = ("queued", "running")
 WAIT_FOR_ROW_S = 60.0  # the wrapper starts before `start`'s transaction commits; a row never committed means no job
 

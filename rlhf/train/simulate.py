@@ -119,7 +119,7 @@ class SimulateReport:
     annotators: list[str]
     prompts_seen: int = 0
     prompts_short: int = 0  # fewer than 2 candidate responses: nothing to rank
-    already_ranked: int = 0  # (prompt, annotator) pairs ranked before: skipped
+    already_ranked: int = 0  # (prompt, annotator, answer set) ranked before: skipped
     added: int = 0
     pairs: int = 0  # preference pairs the new rankings yield (ties dropped)
     flipped: int = 0  # of the rubric's non-tied pairs, how many the new rankings flipped
@@ -204,7 +204,9 @@ def simulate_rankings(rubric_spec: str, noise: float | list[float], model_versio
         prompts = s.scalars(select(Prompt).order_by(Prompt.id)).all()
         if restrict is not None:
             prompts = [p for p in prompts if p.external_id in restrict]
-        ranked = set(s.execute(select(Ranking.prompt_id, Ranking.annotator_id).where(Ranking.origin == "simulated")).all())
+        # what each simulated annotator ranked before: a prompt with new candidates (the next round's) is ranked again
+        ranked = {(p, a, frozenset(ids)) for p, a, ids in s.execute(
+            select(Ranking.prompt_id, Ranking.annotator_id, Ranking.response_ids).where(Ranking.origin == "simulated"))}
         for pi, prompt in enumerate(tqdm(prompts, desc=f"ranking with {name}", unit="prompt", disable=not progress)):
             report.prompts_seen += 1
             responses = by_prompt.get(prompt.id, [])
@@ -220,17 +222,17 @@ def simulate_rankings(rubric_spec: str, noise: float | list[float], model_versio
             for a in range(overlap):
                 who = (pi + a) % annotators
                 user, level = users[who], levels[who]
-                if (prompt.id, user.id) in ranked:
+                ids = [r.id for r in responses]
+                if (prompt.id, user.id, frozenset(ids)) in ranked:
                     report.already_ranked += 1
                     continue
                 rng = random.Random(f"{seed}:{user.name}:{prompt.external_id}")
                 order = noisy_order(scores, level, rng)
-                ids = [r.id for r in responses]
                 reason = (f"simulated by rubric {name} with noise {level}: scores "
                           + ", ".join(f"{x:.3f}" for x in scores))
                 row, created = add_ranking(s, prompt, ids, order, annotator=user, origin="simulated", reason=reason,
                                            shown_order=ids, approved=approval)
-                ranked.add((prompt.id, user.id))
+                ranked.add((prompt.id, user.id, frozenset(ids)))
                 if not created:  # the same order by the same annotator is stored already
                     report.already_ranked += 1
                     continue

@@ -19,6 +19,7 @@ from rlhf.data.formats import NAME_CHARS
 from rlhf.data.store.models import Base, utcnow
 
 JOB_STATUSES = ("queued", "running", "done", "failed")
+COMMANDS = {"prioritize": ("queue", "prioritize")}  # the `rlhf` sub-command of a kind, where it is not the kind itself
 
 
 class Job(Base):
@@ -39,7 +40,7 @@ class Job(Base):
 
     @property
     def command(self) -> str:
-        """The command as a person would type it: `rlhf generate --model ...`."""
+        """The command as a person would type it: `rlhf generate --model ...`, `rlhf queue prioritize ...`."""
         import shlex
 
-        return shlex.join(["rlhf", self.kind, *self.argv])
+        return shlex.join(["rlhf", *COMMANDS.get(self.kind, (self.kind,)), *self.argv])
