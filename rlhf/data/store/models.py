@@ -163,8 +163,3 @@ class ModelVersion(Base):
     def ref(self) -> str:
         return f"{self.name}@v{self.version}"
 
-
-from rlhf.data.store import review_models  # noqa: E402,F401
-from rlhf.data.store import app_models  # noqa: E402,F401
-from rlhf.data.store import job_models  # noqa: E402,F401
-from rlhf.data.store import loop_models  # noqa: E402,F401
