@@ -1,7 +1,8 @@
 """Shared fixtures: an isolated workspace per test, the built-in tokenizer converted once, tiny models, the database.
 
 Tests never touch ./workspace: each one gets its own RLHF_HOME under pytest's tmp_path. The
-built-in model is converted from its GGUF once per test session and linked into each workspace.
+built-in model is converted from its GGUF once per test session and shared by every workspace and every
+subprocess through `RLHF_BUILTIN_DIR` (a fresh RLHF_HOME would otherwise convert it again, ~20 s each).
 
 `database` is the store a test runs on, as a fixture parameter: "sqlite" (the file in RLHF_HOME) and
 "postgresql" (a fresh database of its own on the server the PG* variables name, as `pg_virtualenv`
@@ -43,6 +44,18 @@ def builtin_cache(tmp_path_factory) -> Path:
         else:
             os.environ["RLHF_HOME"] = old
     return path
+
+
+@pytest.fixture(scope="session", autouse=True)
+def shared_builtin(builtin_cache):
+    """Every test and the commands it runs use the session's converted built-in model (`RLHF_BUILTIN_DIR`)."""
+    old = os.environ.get("RLHF_BUILTIN_DIR")
+    os.environ["RLHF_BUILTIN_DIR"] = str(builtin_cache)
+    yield builtin_cache
+    if old is None:
+        os.environ.pop("RLHF_BUILTIN_DIR", None)
+    else:
+        os.environ["RLHF_BUILTIN_DIR"] = old
 
 
 @pytest.fixture
