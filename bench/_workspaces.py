@@ -39,6 +39,15 @@ def stdout_of(cmd: list[str], home: Path) -> str:
     return out.stdout.strip()
 
 
+def work_folder(given: str | None) -> tuple[Path, Path]:
+    """(the cache folder: --work, else RLHF_HOME/bench-rm-generalization, created; its log file), said once."""
+    work = Path(given or Path(os.environ.get("RLHF_HOME", "workspace")) / "bench-rm-generalization").resolve()
+    work.mkdir(parents=True, exist_ok=True)
+    log = work / "log.txt"
+    print(f"bench: work folder {work} (log: {log})", flush=True)
+    return work, log
+
+
 def clone_workspace(src: Path, dst: Path) -> Path:
     """A copy of a workspace's store; registry and model folders are shared read-only (rows hold absolute paths)."""
     if dst.exists():

@@ -37,7 +37,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
-from _workspaces import base_workspace, candidate_workspace  # noqa: E402
+from _workspaces import base_workspace, candidate_workspace, work_folder  # noqa: E402
 
 STRATEGIES = ("random", "uncertainty")
 TARGET_SHARE = 0.6  # uncertainty must reach random's final accuracy with at most this share of its rankings
@@ -263,10 +263,7 @@ def main(argv: list[str] | None = None) -> dict:
     if args.smoke:
         args.seeds, args.start, args.step, args.budget, args.heldout, args.epochs = "0", 4, 4, 8, 8, 1.0
     seeds = [int(s) for s in args.seeds.split(",")]
-    work = Path(args.work or Path(os.environ.get("RLHF_HOME", "workspace")) / "bench-rm-generalization").resolve()
-    work.mkdir(parents=True, exist_ok=True)
-    log = work / "log.txt"
-    print(f"bench: work folder {work} (log: {log})", flush=True)
+    work, log = work_folder(args.work)
     t0 = time.time()
     if args.home:
         home, sft = Path(args.home).resolve(), args.sft

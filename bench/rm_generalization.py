@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -29,7 +28,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
-from _workspaces import base_workspace, candidate_workspace, clone_workspace, rm_metrics, run, stdout_of  # noqa: E402
+from _workspaces import (base_workspace, candidate_workspace, clone_workspace, rm_metrics, run,  # noqa: E402
+                         stdout_of, work_folder)
 GUIDES = REPO / "bench" / "style_guides"
 SUITE = [f"{GUIDES / n}.py:score" for n in ("structure", "register", "specific", "length_band")]
 HOLDOUT = [f"{GUIDES / 'holdout' / n}.py:score" for n in ("teacher", "brisk")]
@@ -64,10 +64,7 @@ def main(argv: list[str] | None = None) -> dict:
     unknown = [lv for lv in levers if lv not in LEVERS]
     if unknown:
         raise SystemExit(f"bench: unknown lever(s) {unknown}; known: {', '.join(LEVERS)}")
-    work = Path(args.work or Path(os.environ.get("RLHF_HOME", "workspace")) / "bench-rm-generalization").resolve()
-    work.mkdir(parents=True, exist_ok=True)
-    log = work / "log.txt"
-    print(f"bench: work folder {work} (log: {log})", flush=True)
+    work, log = work_folder(args.work)
 
     t0 = time.time()
     base, prompts, sft = base_workspace(work, args.seed, log)

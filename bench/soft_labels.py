@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -24,7 +23,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
-from _workspaces import base_workspace, candidate_workspace, clone_workspace, rm_metrics, run, stdout_of  # noqa: E402
+from _workspaces import (base_workspace, candidate_workspace, clone_workspace, rm_metrics, run,  # noqa: E402
+                         stdout_of, work_folder)
 
 LABELS = ("hard", "soft", "weighted")
 
@@ -39,10 +39,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--rm", nargs=argparse.REMAINDER, default=[], help="extra RM stage options (after everything else)")
     ap.add_argument("--work", default=None, help="cache folder (default RLHF_HOME/bench-rm-generalization)")
     args = ap.parse_args(argv)
-    work = Path(args.work or Path(os.environ.get("RLHF_HOME", "workspace")) / "bench-rm-generalization").resolve()
-    work.mkdir(parents=True, exist_ok=True)
-    log = work / "log.txt"
-    print(f"bench: work folder {work} (log: {log})", flush=True)
+    work, log = work_folder(args.work)
     t0 = time.time()
     base, prompts, sft = base_workspace(work, args.seed, log)
     cands = candidate_workspace(work, base, prompts, sft, args.k, args.tokens, args.seed, log)
