@@ -1,5 +1,5 @@
-"""The admin's actions as plain functions `(session, inputs) -> view`: import prompts, generate candidates in
-the background (a job with its status in the store, `rlhf.data.jobs`), create users, snapshot datasets, project
+"""The admin's actions as plain functions `(session, inputs) -> view`: import prompts, generate candidates and
+prioritize the queue by reward-model uncertainty in the background (a job with its status in the store, `rlhf.data.jobs`), create users, snapshot datasets, project
 settings, counts. Each one checks the caller is an admin first (`require`), on the server.
 """
 
@@ -51,6 +51,20 @@ def admin_generate(s: UserSession, model: str, prompts_ref: str, k: int) -> str:
         argv = ["--model", (model or "").strip(), "--prompts", (prompts_ref or "").strip(), "--k", str(k)]
         job = jobs.start(db, "generate", argv, created_by=user.name)
         return f"started: {job.command} (log: {job.log_path}); press Check jobs to follow it"
+
+
+def admin_prioritize(s: UserSession, model: str) -> str:
+    """Start `rlhf queue prioritize` as a background job: each open rank item's uncertainty under the reward model(s)
+    `model` names (NAME@vN, NAME@latest, or a comma list such as rm@v1,rm@v2: an ensemble, ordered by its
+    disagreement). The queue is refreshed first, so candidates generated since the last refresh are scored too."""
+    with session_scope() as db:
+        user = require(db, s.username, ADMINS, "prioritize the queue")
+        queue.sync_items(db)
+        job = jobs.start(db, "prioritize", ["--model", (model or "").strip() or "rm@latest"], created_by=user.name)
+        policy = queue.get_settings(db)["queue_policy"]
+        note = ("" if policy == "uncertainty" else
+                f"; the queue policy is {policy}: choose uncertainty in Project settings for these priorities to count")
+        return f"started: {job.command} (log: {job.log_path}); press Check jobs to follow it{note}"
 
 
 def admin_model_choices(s: UserSession) -> list[str]:

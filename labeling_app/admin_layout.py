@@ -48,6 +48,11 @@ def on_admin_generate(s: UserSession, model: str, prompts_ref: str, k):
     return admin.admin_generate(s, model, prompts_ref, k)
 
 
+@ui.inline(lambda s, msg, *inputs: _line(msg))
+def on_admin_prioritize(s: UserSession, model: str):
+    return admin.admin_prioritize(s, model)
+
+
 @ui
 def on_admin_jobs(s: UserSession):
     return admin.admin_jobs(s), admin.admin_counts(s)
@@ -117,14 +122,20 @@ def _admin_tab() -> SimpleNamespace:
             upload = gr.File(label="prompts .jsonl", file_types=[".jsonl"], elem_id="admin-upload")
             import_btn = gr.Button("Import", elem_id="admin-import")
             import_msg = gr.Textbox(label="Result", interactive=False, elem_id="admin-import-msg")
-        with gr.Accordion("Generate candidates (rlhf generate, in the background)", open=False):
+        with gr.Accordion("Background jobs: generate candidates (rlhf generate), prioritize the queue "
+                          "(rlhf queue prioritize)", open=False):
             with gr.Row():
                 gen_model = gr.Dropdown(["sft@latest"], value="sft@latest", allow_custom_value=True,
                                         label="Model version (NAME@vN, NAME@latest, built-in or a folder)")
                 gen_prompts = gr.Textbox(label="Prompts snapshot", value="prompts@latest")
                 gen_k = gr.Number(label="K answers per prompt", value=4, precision=0)
             with gr.Row():
+                prio_model = gr.Textbox(label="Reward model(s) for the uncertainty queue (rm@latest, NAME@vN, "
+                                              "or rm@v1,rm@v2: an ensemble)", value="rm@latest",
+                                        elem_id="admin-prioritize-model")
+            with gr.Row():
                 gen_btn = gr.Button("Generate")
+                prio_btn = gr.Button("Prioritize by RM uncertainty", elem_id="admin-prioritize")
                 jobs_btn = gr.Button("Check jobs")
             gen_msg = gr.Textbox(label="Jobs", interactive=False, lines=6)
         with gr.Accordion("Users", open=False):
@@ -162,6 +173,7 @@ def add_admin_tab(state) -> gr.Tab:
     a.tab.select(on_admin_refresh, [state], [a.counts, a.gen_model, *a.settings])
     a.import_btn.click(on_admin_import, [state, a.upload], [a.import_msg, a.counts, a.upload])
     a.gen_btn.click(on_admin_generate, [state, a.gen_model, a.gen_prompts, a.gen_k], [a.gen_msg])
+    a.prio_btn.click(on_admin_prioritize, [state, a.prio_model], [a.gen_msg])
     a.jobs_btn.click(on_admin_jobs, [state], [a.gen_msg, a.counts])
     a.user_btn.click(on_admin_create_user, [state, a.new_name, a.new_role, a.new_password],
                      [a.user_msg, a.new_password, a.counts])

@@ -28,6 +28,7 @@ from app_support import PASSWORD, PROMPTS, candidates, count, home, me  # noqa: 
 ADMIN_CALLS = {
     "import": lambda s: admin.admin_import_prompts(s, "/nonexistent.jsonl"),
     "generate": lambda s: admin.admin_generate(s, "sft@latest", "prompts@latest", 4),
+    "prioritize": lambda s: admin.admin_prioritize(s, "rm@latest"),
     "jobs": lambda s: admin.admin_jobs(s),
     "create_user": lambda s: admin.admin_create_user(s, "mallory", "admin", PASSWORD),
     "snapshot": lambda s: admin.admin_snapshot(s, "prompts"),

@@ -54,6 +54,7 @@ HANDLERS = {
     "reopen": (LABELERS, lambda s, w: handlers.reopen(s, w.write)),
     "admin_import_prompts": (ADMINS, lambda s, w: admin.admin_import_prompts(s, "/nonexistent.jsonl")),
     "admin_generate": (ADMINS, lambda s, w: admin.admin_generate(s, "sft@latest", "prompts@latest", 4)),
+    "admin_prioritize": (ADMINS, lambda s, w: admin.admin_prioritize(s, "rm@latest")),
     "admin_model_choices": (ADMINS, lambda s, w: admin.admin_model_choices(s)),
     "admin_jobs": (ADMINS, lambda s, w: admin.admin_jobs(s)),
     "admin_create_user": (ADMINS, lambda s, w: admin.admin_create_user(s, "mallory", "admin", PASSWORD)),
@@ -89,6 +90,7 @@ LISTENERS = {
     "on_rank_open": LABELERS, "on_rank_submit": LABELERS, "on_rank_skip": LABELERS, "on_rank_undo": LABELERS,
     "on_rank_previous": LABELERS, "on_my_items": LABELERS, "on_my_open": LABELERS,
     "on_admin_refresh": ADMINS, "on_admin_import": ADMINS, "on_admin_generate": ADMINS, "on_admin_jobs": ADMINS,
+    "on_admin_prioritize": ADMINS,
     "on_admin_create_user": ADMINS, "on_admin_snapshot": ADMINS, "on_admin_save_settings": ADMINS,
     "on_admin_sync": ADMINS, "on_admin_quality": ADMINS,
     "review_on_load": REVIEWERS,  # on page load: the review queue for experts, nothing for anyone else

@@ -132,3 +132,32 @@ def test_the_cli_and_the_admin_job(rms):
     assert "$ rlhf queue prioritize --model rm@v1" in jobs.log_tail(job, 50)
     with session_scope() as db:
         assert {r.model_ref for r in db.scalars(select(ItemPriority))} == {"rm@v1"}
+
+
+def test_the_admin_page_starts_the_job_and_it_scores_candidates_generated_since_the_last_refresh(rms):
+    from labeling_app import admin
+    from test_jobs import finished
+
+    from app_support import me
+
+    candidates("p1", 4)
+    candidates("p2", 3)  # stored as `rlhf generate` stores them; the app has not refreshed its queue since
+    with session_scope() as db:
+        assert db.scalar(select(func.count()).select_from(LabelItem).where(LabelItem.kind == "rank")) == 0
+    msg = admin.admin_prioritize(me("root"), " rm@v1,rm@v2 ")
+    assert msg.startswith("started: rlhf queue prioritize --model rm@v1,rm@v2 (log: ")
+    assert msg.endswith("the queue policy is random: choose uncertainty in Project settings for these priorities to count")
+    job = finished(1)
+    assert (job.status, job.exit_code) == ("done", 0), jobs.log_tail(job, 20)
+    with session_scope() as db:
+        rank_ids = set(db.scalars(select(LabelItem.id).where(LabelItem.kind == "rank")))
+        assert len(rank_ids) == 2 and set(read_priorities(db)) == rank_ids
+        assert {r.model_ref for r in db.scalars(select(ItemPriority))} == {"rm@v1,rm@v2"}
+    assert admin.admin_jobs(me("root")).startswith("[done] job 1 by root, ")
+
+    set_settings(queue_policy="uncertainty")
+    msg = admin.admin_prioritize(me("root"), "")  # empty: the latest reward model
+    assert msg.startswith("started: rlhf queue prioritize --model rm@latest (log: ") and msg.endswith("to follow it")
+    with pytest.raises(RlhfError, match="model: expected a name like"):
+        admin.admin_prioritize(me("root"), "--help")
+    assert finished(2).status == "done"
