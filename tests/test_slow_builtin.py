@@ -130,6 +130,8 @@ def test_the_full_demo_on_the_builtin_model(tmp_path):
     assert proc.returncode == 0, f"the demo failed (exit {proc.returncode}); its output ended:\n{output[-3000:]}"
     result = demo_result(output)
     check_demo_result(result)
+    stray = [line for line in output.splitlines() if re.search(r"(?i)warn|deprecat", line)]
+    assert not stray, f"the demo's log ({log}) has warnings nobody acts on: {stray[:5]}"
     # a fresh workspace: the first version of each model, on the first snapshots
     assert (result["sft"]["model"], result["rm"]["model"], result["methods"]["ppo"]["model"]) == ("sft@v1", "rm@v1", "ppo@v1")
     assert (result["sft"]["dataset"], result["rm"]["dataset"]) == ("sft@v1", "preferences@v1")
