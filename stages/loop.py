@@ -11,7 +11,8 @@ Round 1 starts from SFT (trained here on the seed data unless `--policy` names o
 model is registered with its lineage (base = the previous round's model, datasets = the snapshot it saw). After
 each round, one table: RM accuracy (held-out pairs, and against the rubric), the policy's RM reward and rubric
 score on the held-out prompts, KL to the previous round's policy (the PPO stage's) and to the first policy (`rlhf
-round kl`), and the win rate over the previous round's policy (the PPO stage judges both on the same held-out prompts). Ends with a table over the rounds and one RESULT line.
+round kl`), the win rate over the previous round's policy (the PPO stage judges both on the same held-out prompts)
+and over round 1's (from the answers each PPO stage stored). Ends with a table over the rounds and one RESULT line.
 
 Without `--rubric` the rankings come from people: a round stops after its candidates are in the app's rank queue and
 prints the command that continues it (`--start-at preferences`) once they are ranked and approved.
@@ -41,17 +42,37 @@ def round_row(n: int, rm: dict, ppo: dict, kl: dict) -> dict:
             "seconds": ppo.get("seconds")}
 
 
+def versus_first(rows: list[dict], samples: list[str | None]) -> None:
+    """Each round's policy against round 1's on the same held-out prompts, by the rubric scores the PPO stages stored
+    (`heldout_samples.json`): `win_rate_vs_first` and its 95% interval (ties half), None where a file is missing."""
+    from rlhf.train.ppo.evaluate import win_interval, win_rate
+
+    def scores(path):
+        if not path or not Path(path).is_file():
+            return None
+        rows_ = json.loads(Path(path).read_text())
+        return [r["prompt"] for r in rows_], [r["rubric_ppo"] for r in rows_]
+
+    first = scores(samples[0]) if samples else None
+    for row, path in zip(rows, samples):
+        now = scores(path)
+        ok = first is not None and now is not None and now[0] == first[0]
+        row["win_rate_vs_first"] = win_rate(now[1], first[1]) if ok else None
+        row["win_rate_vs_first_ci"] = win_interval(now[1], first[1]) if ok else None
+
+
 def rounds_table(rows: list[dict]) -> str:
     head = ("round", "RM", "RM acc", "RM acc rubric", "policy", "RM reward", "rubric", "KL prev", "KL first",
-            "win vs prev [95%]")
+            "win vs prev [95%]", "win vs round 1 [95%]")
     lines = [head]
     for r in rows:
         ci = r.get("win_rate_ci") or [float("nan")] * 2
-        acc_r = r["rm_accuracy_rubric"]
+        acc_r, first, first_ci = r["rm_accuracy_rubric"], r.get("win_rate_vs_first"), r.get("win_rate_vs_first_ci")
         lines.append((str(r["round"]), r["rm"], f"{r['rm_accuracy']:.3f}", "n/a" if acc_r is None else f"{acc_r:.3f}",
                       r["policy"], f"{r['reward']:+.3f}", f"{r['rubric_before']:.3f} -> {r['rubric']:.3f}",
                       f"{r['kl_to_previous']:.2f}", "n/a" if r["kl_to_first"] is None else f"{r['kl_to_first']:.2f}",
-                      f"{r['win_rate_vs_previous']:.3f} [{ci[0]:.2f}, {ci[1]:.2f}]"))
+                      f"{r['win_rate_vs_previous']:.3f} [{ci[0]:.2f}, {ci[1]:.2f}]",
+                      "n/a" if first is None or r["round"] == 1 else f"{first:.3f} [{first_ci[0]:.2f}, {first_ci[1]:.2f}]"))
     widths = [max(len(row[i]) for row in lines) for i in range(len(head))]
     return "\n".join("  " + "  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths)))
                      for row in lines)
@@ -102,6 +123,7 @@ def main(argv: list[str] | None = None) -> dict:
     judge = ["--rubric", args.rubric] if args.rubric else []
 
     rows: list[dict] = []
+    samples: list[str | None] = []  # each round's held-out answers and rubric scores (the PPO stage's file)
     for n in range(1, args.rounds + 1):
         seed = str(args.seed + n - 1)
         # step 2. candidates from the latest policy, ranked (simulated annotators, or people in the app)
@@ -139,6 +161,8 @@ def main(argv: list[str] | None = None) -> dict:
                       "--reference", first_policy, "--prompts", prompts, "--limit", str(args.kl_prompts), "--seed",
                       seed)["kl"]
         rows.append(round_row(n, rm, ppo, kl))
+        samples.append(ppo.get("samples"))
+        versus_first(rows, samples)
         print(f"\n=== round {n} ({time.time() - t0:.0f} s so far)\n{rounds_table(rows[-1:])}", flush=True)
         policy, rm_from = ppo["model"], rm["model"]
 
@@ -147,7 +171,10 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"\n=== {len(rows)} rounds from {first_policy} ({seconds:.0f} s; rubric {args.rubric or 'of the policy stage'}; "
           f"win rate: the round's policy over the previous one on the held-out prompts, ties half)\n{rounds_table(rows)}")
     if len(rows) > 1:
-        print(f"rubric score round 1 -> round {len(rows)}: {rows[0]['rubric']:.3f} -> {rows[-1]['rubric']:.3f}")
+        last = rows[-1]
+        print(f"rubric score round 1 -> round {len(rows)}: {rows[0]['rubric']:.3f} -> {last['rubric']:.3f}"
+              + (f"; round {len(rows)} over round 1 on the same prompts: win rate {last['win_rate_vs_first']:.3f}"
+                 if last.get("win_rate_vs_first") is not None else ""))
     result = {"first_policy": first_policy, "prompts": prompts, "rubric": args.rubric, "rounds": rows, "seconds": seconds}
     print("RESULT " + json.dumps(result), flush=True)
     return result

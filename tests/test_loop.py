@@ -30,8 +30,15 @@ def calls(monkeypatch, tmp_path):
             return {"rm": {"model": f"rm@v{versions['rm']}", "accuracy": 0.7, "accuracy_rubric": 0.8}}
         if module == "stages.ppo":
             versions["ppo"] += 1
-            return {"ppo": {"model": f"ppo@v{versions['ppo']}", "sft": {**SUMMARY, "rubric": 1.0}, "ppo": SUMMARY,
-                            "win_rate": 0.6, "win_rate_ci": [0.5, 0.7], "seconds": 2.0}}
+            n = versions["ppo"]
+            # the held-out answers' rubric scores as the stage stores them: round 2 wins 3 prompts of 4, ties one;
+            # round 3 wins 2, ties 1, loses 1 against round 1
+            rubric = {1: [1.0, 1.0, 1.0, 1.0], 2: [2.0, 2.0, 2.0, 1.0], 3: [2.0, 2.0, 1.0, 0.0]}[n]
+            samples = tmp_path / f"ppo{n}_heldout_samples.json"
+            samples.write_text(json.dumps([{"prompt": f"q{i}", "sft": "", "ppo": "", "rubric_sft": 0.0, "rubric_ppo": r}
+                                           for i, r in enumerate(rubric)]))
+            return {"ppo": {"model": f"ppo@v{n}", "sft": {**SUMMARY, "rubric": 1.0}, "ppo": SUMMARY,
+                            "win_rate": 0.6, "win_rate_ci": [0.5, 0.7], "seconds": 2.0, "samples": str(samples)}}
         if "kl" in cmd:
             return {"kl": {"kl": 0.25 * versions["ppo"]}}
         return {}
@@ -81,8 +88,22 @@ def test_each_round_starts_from_the_last_policy_and_reward_model(calls, capsys):
     assert result["rounds"][2] | {"seconds": None} == {
         "round": 3, "rm": "rm@v3", "policy": "ppo@v3", "rm_accuracy": 0.7, "rm_accuracy_rubric": 0.8, "reward": 0.5,
         "rubric": 1.5, "rubric_before": 1.0, "kl_to_previous": 2.0, "kl_to_first": 0.75, "length": 30.0, "win_rate_vs_previous": 0.6,
-        "win_rate_ci": [0.5, 0.7], "seconds": None}
+        "win_rate_ci": [0.5, 0.7], "seconds": None, "win_rate_vs_first": 0.625,  # (2 + 0.5) / 4
+        "win_rate_vs_first_ci": pytest.approx([0.2194, 0.9081], abs=1e-4)}
+    assert [r["win_rate_vs_first"] for r in result["rounds"]] == [0.5, 0.875, 0.625]  # round 1 ties itself
     assert "=== 3 rounds from sft@v7" in out and "1.000 -> 1.500" in out
+    assert "round 3 over round 1 on the same prompts: win rate 0.625" in out
+
+
+def test_round_one_is_compared_only_on_the_same_prompts(tmp_path):
+    def stored(name, prompts, scores):
+        path = tmp_path / name
+        path.write_text(json.dumps([{"prompt": p, "rubric_ppo": r} for p, r in zip(prompts, scores)]))
+        return str(path)
+
+    rows = [{"round": 1}, {"round": 2}, {"round": 3}]
+    loop.versus_first(rows, [stored("a", ["x", "y"], [1, 1]), stored("b", ["y", "x"], [2, 2]), None])
+    assert [r["win_rate_vs_first"] for r in rows] == [0.5, None, None]  # other prompts, or no file: no number
 
 
 def test_people_rank_in_the_app_and_the_loop_continues_from_the_snapshot(calls, capsys):
