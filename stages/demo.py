@@ -15,6 +15,8 @@ import sys
 import time
 from pathlib import Path
 
+from stages.tables import columns, method_table, policy_key
+
 REPO = Path(__file__).resolve().parent.parent
 SEED = REPO / "data" / "seed"
 CONFIGS = REPO / "data" / "configs"
@@ -25,26 +27,6 @@ METHODS = {  # name -> (stage module, config, extra arguments, title)
     "rloo": ("stages.ppo", "rloo.yaml", [], "RLOO: 4 samples per prompt, leave-one-out baseline, no critic"),
     "dpo": ("stages.dpo", "dpo.yaml", ["--dataset", "{preferences}"], "DPO: the policy fit to the preference pairs directly"),
 }
-
-
-def policy_key(result: dict) -> str:
-    """The key of the trained policy's summary in a stage's RESULT (`ppo` for PPO and RLOO, `dpo` for DPO)."""
-    return "dpo" if "dpo" in result else "ppo"
-
-
-def method_table(sft: dict, results: dict) -> str:
-    """One row per method (and SFT): RM reward, rubric score, KL, length, EOS rate, win rate [95% interval], seconds."""
-    rows = [("policy", "RM reward", "rubric", "KL", "length", "EOS", "win rate vs SFT [95%]", "seconds"),
-            ("SFT", f"{sft['reward']:+.3f}", f"{sft['rubric']:.3f}", "0.00", f"{sft['length']:.1f}",
-             f"{sft.get('eos', float('nan')):.2f}", "", "")]
-    for method, r in results.items():
-        s, ci = r[policy_key(r)], r.get("win_rate_ci") or [float("nan")] * 2
-        rows.append((method.upper(), f"{s['reward']:+.3f}", f"{s['rubric']:.3f}", f"{s['kl']:.2f}", f"{s['length']:.1f}",
-                     f"{s.get('eos', float('nan')):.2f}", f"{r['win_rate']:.3f} [{ci[0]:.2f}, {ci[1]:.2f}]",
-                     f"{r['seconds']:.0f}"))
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    return "\n".join("  " + "  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths)))
-                     for row in rows)
 
 
 def step(title: str, *cmd: str) -> dict:
@@ -70,11 +52,6 @@ def stdout_of(*cmd: str) -> str:
         print(out.stderr.strip(), file=sys.stderr)
         sys.exit(out.returncode)
     return out.stdout.strip()
-
-
-def table(rows: list[tuple[str, str, str]]) -> str:
-    w = [max(len(r[i]) for r in rows) for i in range(3)]
-    return "\n".join(f"  {a:<{w[0]}}  {b:>{w[1]}}  {c:>{w[2]}}" for a, b, c in rows)
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -147,7 +124,7 @@ def main(argv: list[str] | None = None) -> dict:
             ("policy: mean length (tokens)", f"{before['length']:.1f}", f"{after['length']:.1f}"),
             (f"win rate {methods[0].upper()} over SFT (rubric)", "", f"{first['win_rate']:.3f}")]
     seconds = round(time.time() - t0, 1)
-    print(f"\n=== Results ({seconds:.0f} s)\n{table(rows)}")
+    print(f"\n=== Results ({seconds:.0f} s)\n{columns(rows)}")
     print(f"\n=== Methods on the same held-out prompts (rubric {args.rubric}; win rate: ties count half)\n"
           f"{method_table(first['sft'], results)}")
     chain = " -> ".join(r["model"] for r in results.values())

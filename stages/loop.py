@@ -27,55 +27,9 @@ import time
 from pathlib import Path
 
 from stages.demo import CONFIGS, SEED, step, stdout_of
+from stages.tables import round_row, rounds_table, versus_first
 
 START_AT = ("candidates", "preferences")
-
-
-def round_row(n: int, rm: dict, ppo: dict, kl: dict) -> dict:
-    """One round's numbers from its RM and PPO stages' and `rlhf round kl`'s RESULT summaries."""
-    after, before = ppo["ppo"], ppo["sft"]
-    return {"round": n, "rm": rm["model"], "policy": ppo["model"], "rm_accuracy": rm.get("accuracy"),
-            "rm_accuracy_rubric": rm.get("accuracy_rubric"), "reward": after["reward"], "rubric": after["rubric"],
-            "rubric_before": before["rubric"], "kl_to_previous": after["kl"], "kl_to_first": kl.get("kl"),
-            "length": after["length"],
-            "win_rate_vs_previous": ppo["win_rate"], "win_rate_ci": ppo.get("win_rate_ci"),
-            "seconds": ppo.get("seconds")}
-
-
-def versus_first(rows: list[dict], samples: list[str | None]) -> None:
-    """Each round's policy against round 1's on the same held-out prompts, by the rubric scores the PPO stages stored
-    (`heldout_samples.json`): `win_rate_vs_first` and its 95% interval (ties half), None where a file is missing."""
-    from rlhf.train.ppo.evaluate import win_interval, win_rate
-
-    def scores(path):
-        if not path or not Path(path).is_file():
-            return None
-        rows_ = json.loads(Path(path).read_text())
-        return [r["prompt"] for r in rows_], [r["rubric_ppo"] for r in rows_]
-
-    first = scores(samples[0]) if samples else None
-    for row, path in zip(rows, samples):
-        now = scores(path)
-        ok = first is not None and now is not None and now[0] == first[0]
-        row["win_rate_vs_first"] = win_rate(now[1], first[1]) if ok else None
-        row["win_rate_vs_first_ci"] = win_interval(now[1], first[1]) if ok else None
-
-
-def rounds_table(rows: list[dict]) -> str:
-    head = ("round", "RM", "RM acc", "RM acc rubric", "policy", "RM reward", "rubric", "KL prev", "KL first",
-            "win vs prev [95%]", "win vs round 1 [95%]")
-    lines = [head]
-    for r in rows:
-        ci = r.get("win_rate_ci") or [float("nan")] * 2
-        acc_r, first, first_ci = r["rm_accuracy_rubric"], r.get("win_rate_vs_first"), r.get("win_rate_vs_first_ci")
-        lines.append((str(r["round"]), r["rm"], f"{r['rm_accuracy']:.3f}", "n/a" if acc_r is None else f"{acc_r:.3f}",
-                      r["policy"], f"{r['reward']:+.3f}", f"{r['rubric_before']:.3f} -> {r['rubric']:.3f}",
-                      f"{r['kl_to_previous']:.2f}", "n/a" if r["kl_to_first"] is None else f"{r['kl_to_first']:.2f}",
-                      f"{r['win_rate_vs_previous']:.3f} [{ci[0]:.2f}, {ci[1]:.2f}]",
-                      "n/a" if first is None or r["round"] == 1 else f"{first:.3f} [{first_ci[0]:.2f}, {first_ci[1]:.2f}]"))
-    widths = [max(len(row[i]) for row in lines) for i in range(len(head))]
-    return "\n".join("  " + "  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths)))
-                     for row in lines)
 
 
 def main(argv: list[str] | None = None) -> dict:

@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from stages import loop
+from stages import loop, tables
 from test_demo import option
 
 SUMMARY = {"reward": 0.5, "rubric": 1.5, "kl": 2.0, "length": 30.0, "eos": 0.9}
@@ -102,7 +102,7 @@ def test_round_one_is_compared_only_on_the_same_prompts(tmp_path):
         return str(path)
 
     rows = [{"round": 1}, {"round": 2}, {"round": 3}]
-    loop.versus_first(rows, [stored("a", ["x", "y"], [1, 1]), stored("b", ["y", "x"], [2, 2]), None])
+    tables.versus_first(rows, [stored("a", ["x", "y"], [1, 1]), stored("b", ["y", "x"], [2, 2]), None])
     assert [r["win_rate_vs_first"] for r in rows] == [0.5, None, None]  # other prompts, or no file: no number
 
 

@@ -123,6 +123,7 @@ def test_the_full_demo_on_the_builtin_model(tmp_path):
     log = tmp_path / "demo.log"
     env = {**os.environ, "RLHF_HOME": str(home), "PYTHONUNBUFFERED": "1"}
     env.pop("RLHF_DATABASE_URL", None)
+    env.pop("RLHF_BUILTIN_DIR", None)  # the tests' shared conversion (conftest.py): a user's first demo converts its own
     with open(log, "w") as out:
         proc = subprocess.run([sys.executable, "-m", "stages.demo"], cwd=REPO, env=env, stdout=out,
                               stderr=subprocess.STDOUT, timeout=3600)
