@@ -1,6 +1,7 @@
 """The admin's actions as plain functions `(session, inputs) -> view`: import prompts, generate candidates and
-prioritize the queue by reward-model uncertainty in the background (a job with its status in the store, `rlhf.data.jobs`), create users, snapshot datasets, project
-settings, counts. Each one checks the caller is an admin first (`require`), on the server.
+prioritize the queue by reward-model uncertainty in the background (jobs with their status in the store,
+`rlhf.data.jobs`), create users, snapshot datasets, project settings, counts. Each one checks the caller is an
+admin first (`require`), on the server.
 """
 
 from __future__ import annotations
