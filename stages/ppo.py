@@ -98,7 +98,8 @@ def main(argv: list[str] | None = None) -> dict:
               f"(curves: {curves})\nmodel: {out}")
     return stage.finish(run, {"model": ref, "policy": cfg.policy, "reward_model": cfg.reward_model, "prompts": cfg.prompts,
                               "sft": sft["summary"], "ppo": ppo["summary"], "win_rate": win, "win_rate_ci": ci,
-                              "curves": str(curves), "samples": str(run_dir / "heldout_samples.json"), "algorithm": cfg.algorithm, "updates": cfg.updates,
+                              "curves": str(curves), "samples": str(run_dir / "heldout_samples.json"),
+                              "algorithm": cfg.algorithm, "updates": cfg.updates,
                               "seconds_per_update": round(metrics["seconds_per_update"], 2),
                               "train_seconds": metrics["train_seconds"]})
 
