@@ -89,9 +89,21 @@ def main(argv: list[str] | None = None) -> dict:
             print(f"{name:<12} {lever:<12} acc vs guide {row['accuracy_rubric']:.3f}  len corr {row['length_corr']:+.2f} "
                   f"(guide {row['rubric_length_corr']:+.2f})  ECE {row['ece']:.3f}  {row['seconds']:.0f} s", flush=True)
             if args.ppo and lever == levers[0]:
-                ppo = run(["-m", "stages.ppo", "--config", "data/configs/ppo.yaml", "--policy", sft, "--reward-model",
-                           rm["model"], "--prompts", prompts, "--rubric", spec, "--seed", str(args.seed),
-                           "--report-to", "none"], home, log)["ppo"]
+                start = log.stat().st_size if log.exists() else 0  # this run's part of the shared log
+                try:
+                    ppo = run(["-m", "stages.ppo", "--config", "data/configs/ppo.yaml", "--policy", sft, "--reward-model",
+                               rm["model"], "--prompts", prompts, "--rubric", spec, "--seed", str(args.seed),
+                               "--report-to", "none"], home, log)["ppo"]
+                except SystemExit:  # a guard (the KL stop) ended the run: a result of this guide, not of the bench
+                    with open(log, "rb") as fh:
+                        fh.seek(start)
+                        mine = fh.read().decode(errors="replace").splitlines()
+                    stops = [ln for ln in mine if ln.startswith("error: PPO stopped")]
+                    if not stops:
+                        raise
+                    ppo_rows.append({"guide": name, "stopped": stops[-1][len("error: "):].split("; ")[0]})
+                    print(f"{name:<12} PPO {ppo_rows[-1]['stopped']}", flush=True)
+                    continue
                 ppo_rows.append({"guide": name, **{k: ppo.get(k) for k in ("sft", "ppo", "win_rate", "win_rate_ci", "seconds")}})
 
     print(f"\n=== RM accuracy against each style guide ({time.time() - t0:.0f} s)")
@@ -105,6 +117,9 @@ def main(argv: list[str] | None = None) -> dict:
         print("\n=== PPO against each guide's RM, judged by the guide on the held-out prompts")
         print(f"  {'guide':<12} {'RM reward':>17} {'guide score':>15} {'win rate [95%]':>22} {'KL':>6} {'EOS':>11} {'length':>13}")
         for p in ppo_rows:
+            if "stopped" in p:
+                print(f"  {p['guide']:<12} {p['stopped']}")
+                continue
             b, a = p["sft"], p["ppo"]
             ci = p.get("win_rate_ci") or [float("nan")] * 2
             print(f"  {p['guide']:<12} {b['reward']:+.3f} -> {a['reward']:+.3f} {b['rubric']:.2f} -> {a['rubric']:.2f} "
